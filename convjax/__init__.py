@@ -1,0 +1,8 @@
+"""convjax: a JAX toolkit for convolutional-network research.
+
+Layers of the code (imports only point up the list): ``convjax.functional`` (pure ops),
+``convjax.testing`` (gradcheck), ``convjax.nn`` (Flax NNX modules), ``convjax.models``,
+``convjax.inspect``, ``convjax.data``, ``convjax.train``.
+"""
+
+__version__ = "0.1.0"

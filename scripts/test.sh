@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command 2: install (if needed) and run lint plus the test suite.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh --test
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/python -m pytest -n 2 -q "$@"
