@@ -3,12 +3,19 @@ on-device augmentation and batching.
 
 Public API:
 
-- :func:`load_dataset`, :class:`ImageDataset`, :func:`split_validation`,
-  :func:`default_data_dir`, :class:`DatasetNotFoundError`, :class:`FashionMnistLocal`
-  (the TFDS builder ``fashion_mnist_local`` over Debian's ``dataset-fashion-mnist`` files).
-- :func:`channel_stats`, :func:`normalize`.
+- Data sets: :func:`load_dataset`, :class:`ImageDataset`, :func:`split_validation`,
+  :func:`default_data_dir`, :class:`DatasetNotFoundError`, :class:`FashionMnistLocal` (the
+  TFDS builder ``fashion_mnist_local`` over Debian's ``dataset-fashion-mnist`` files),
+  :func:`read_idx`, :data:`FASHION_MNIST_CLASS_NAMES`.
+- Normalisation: :func:`channel_stats`, :func:`normalize`.
+- Augmentation (JAX, jit-able, per-example keys): :func:`random_crop`, :func:`random_flip`,
+  :func:`random_translate`, :func:`augment`, :data:`PAD_MODES`.
+- Batching on the device: :func:`epoch_permutation`, :func:`sequential_batches`,
+  :func:`num_batches`.
 """
 
+from convjax.data.augment import PAD_MODES, augment, random_crop, random_flip, random_translate
+from convjax.data.batching import epoch_permutation, num_batches, sequential_batches
 from convjax.data.datasets import ImageDataset, default_data_dir, load_dataset, split_validation
 from convjax.data.fashion_mnist_local import (
     FASHION_MNIST_CLASS_NAMES,
