@@ -19,7 +19,51 @@ from convjax.functional.shapes import (
 )
 
 # --- convolution (conv.py, padding.py, conv_impls.py) ---
+# isort: split
+from convjax.functional.conv import (
+    conv,
+    conv1d,
+    conv2d,
+    conv3d,
+    conv_transpose,
+    transpose_kernel,
+)
+from convjax.functional.conv_impls import CONV_IMPLS, ConvImpl, ConvSpec, register_conv_impl
+from convjax.functional.padding import PADDING_MODES, pad
 
 # --- dense, activations, losses, initialisers (dense.py, activations.py, losses.py, init.py) ---
+# isort: split
+from convjax.functional.activations import (
+    elu,
+    gelu,
+    leaky_relu,
+    log_softmax,
+    relu,
+    sigmoid,
+    softmax,
+    tanh,
+)
+from convjax.functional.dense import dense, flatten
+from convjax.functional.init import (
+    INIT_SCHEMES,
+    conv_fans,
+    conv_init,
+    conv_param_count,
+    dense_init,
+    dense_param_count,
+)
+from convjax.functional.losses import REDUCTIONS, multiclass_hinge_loss, softmax_cross_entropy
 
 # --- pooling (pooling.py) ---
+from convjax.functional.pooling import (
+    adaptive_avg_pool,
+    adaptive_max_pool,
+    avg_pool,
+    global_avg_pool,
+    global_max_pool,
+    lp_pool,
+    max_pool,
+    max_unpool,
+    min_pool,
+    sum_pool,
+)
