@@ -77,8 +77,17 @@ def make_mesh(
 
 def _put(tree: PyTree, mesh: Mesh, spec_for) -> PyTree:
     def put(x):
-        spec = spec_for(np.ndim(x))
-        return jax.device_put(x, NamedSharding(mesh, spec))
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            # Typed PRNG keys: place the raw uint32 data (one extra trailing dim), re-wrap.
+            raw = put(jax.random.key_data(x))
+            return jax.random.wrap_key_data(raw, impl=jax.random.key_impl(x))
+        sharding = NamedSharding(mesh, spec_for(np.ndim(x)))
+        if sharding.is_fully_addressable:
+            return jax.device_put(x, sharding)
+        # Multi-process: every process holds the same full value (same seed, same data) and
+        # contributes the shards its own devices hold.
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
     return jax.tree.map(put, tree)
 
