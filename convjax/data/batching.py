@@ -39,11 +39,12 @@ def num_batches(n: int, batch_size: int, drop_remainder: bool = True) -> int:
 def _permutation_batches(key, n: int, batch_size: int, drop_remainder: bool):
     order = jax.random.permutation(key, n).astype(jnp.int32)
     batches = num_batches(n, batch_size, drop_remainder)
-    short = batches * batch_size - n
-    if short > 0:
-        # Fill the last batch from the start of this epoch's order: every example is seen
-        # at least once and the batch keeps its static shape (no recompilation).
-        order = jnp.concatenate([order, order[:short]])
+    total = batches * batch_size
+    if total > n:
+        # Fill the last batch from the start of this epoch's order (wrapping round if
+        # batch_size > n): every example is seen at least once and the batch keeps its static
+        # shape (no recompilation).
+        order = jnp.tile(order, -(-total // n))
     return order[: batches * batch_size].reshape(batches, batch_size)
 
 

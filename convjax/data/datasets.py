@@ -157,6 +157,17 @@ def default_data_dir() -> str:
     return os.path.expanduser(tfds.core.constants.DATA_DIR)
 
 
+def _get_items(source, keys: range) -> list:
+    """``source[k] for k in keys``, batched: ``__getitems__`` reads 60000 Fashion-MNIST records
+    in ~1.4 s against ~10 s one by one (measured here)."""
+    try:
+        return source.__getitems__(list(keys))
+    except TypeError:
+        # tfds.testing.mock_data's source (TFDS 4.9.10) has a __getitems__ with a broken
+        # signature; reading one by one gives the same examples.
+        return [source[k] for k in keys]
+
+
 def _read_split(builder: tfds.core.DatasetBuilder, split: str, image_key: str, label_key: str):
     """Read one prepared split into (images uint8 (N, H, W, C), labels int32 (N,))."""
     try:
@@ -171,7 +182,7 @@ def _read_split(builder: tfds.core.DatasetBuilder, split: str, image_key: str, l
     n = len(source)
     images, labels = [], []
     for start in range(0, n, _READ_CHUNK):
-        examples = source.__getitems__(list(range(start, min(start + _READ_CHUNK, n))))
+        examples = _get_items(source, range(start, min(start + _READ_CHUNK, n)))
         images.append(np.stack([np.asarray(e[image_key], dtype=np.uint8) for e in examples]))
         labels.append(np.asarray([e[label_key] for e in examples], dtype=np.int32))
     if n == 0:
@@ -212,7 +223,9 @@ def _to_image_dataset(builder: tfds.core.DatasetBuilder, name: str) -> ImageData
     num_classes = int(label_feature.num_classes)
     names = getattr(label_feature, "names", None) or [str(i) for i in range(num_classes)]
     missing = [s for s in ("train", "test") if s not in info.splits]
-    if missing:
+    # An empty split list means split metadata is unavailable (tfds.testing.mock_data): the
+    # reads below then find out.
+    if info.splits and missing:
         raise ValueError(
             f"name={name!r} has splits {list(info.splits.keys())}; convjax needs 'train' and "
             "'test' splits."
