@@ -19,6 +19,17 @@ from convjax.functional.shapes import (
 )
 
 # --- convolution (conv.py, padding.py, conv_impls.py) ---
+# isort: split
+from convjax.functional.conv import (
+    conv,
+    conv1d,
+    conv2d,
+    conv3d,
+    conv_transpose,
+    transpose_kernel,
+)
+from convjax.functional.conv_impls import CONV_IMPLS, ConvImpl, ConvSpec, register_conv_impl
+from convjax.functional.padding import PADDING_MODES, pad
 
 # --- dense, activations, losses, initialisers (dense.py, activations.py, losses.py, init.py) ---
 # isort: split
