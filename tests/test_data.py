@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import threading
 
 import jax
 import numpy as np
@@ -31,6 +32,7 @@ from convjax.data import (
     read_idx,
     split_validation,
 )
+from convjax.data import datasets as datasets_module
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 TINY_NAMES = ("ant", "bee", "cat", "dog")
@@ -272,6 +274,35 @@ def test_generic_tfds_path_with_local_builder(tmp_path, monkeypatch):
     monkeypatch.setattr(ConvjaxTinyImages, "_split_generators", boom)
     again = load_dataset("convjax_tiny_images", data_dir=data_dir)
     np.testing.assert_array_equal(again.train_images, ds.train_images)
+
+
+def test_concurrent_prepare_waits_for_the_lock_and_does_not_rebuild(tmp_path, monkeypatch):
+    # Two processes preparing one data set at once made TFDS's final rename fail
+    # (FileExistsError); load_dataset now waits on a lock and re-checks before building.
+    data_dir = str(tmp_path)
+    result = {}
+
+    def load():
+        try:
+            result["ds"] = load_dataset("convjax_tiny_images", data_dir=data_dir)
+        except BaseException as err:  # reported below
+            result["err"] = err
+
+    with datasets_module._build_lock(data_dir, "convjax_tiny_images"):
+        waiter = threading.Thread(target=load)
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive()  # blocked on the lock, not building
+        # "The other process" prepares the data set meanwhile ...
+        ConvjaxTinyImages(data_dir=data_dir).download_and_prepare(file_format="array_record")
+
+        def boom(*args, **kwargs):
+            raise AssertionError("rebuilt")
+
+        monkeypatch.setattr(ConvjaxTinyImages, "_split_generators", boom)
+    waiter.join(timeout=60)
+    assert "err" not in result, result.get("err")
+    assert result["ds"].train_images.shape == (24, 8, 8, 3)  # ... and the waiter just reads
 
 
 def test_default_data_dir_env_var(tmp_path, monkeypatch):

@@ -21,7 +21,9 @@ do not rebuild or download. ``data_dir`` is, in order: the argument, the environ
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import os
 
@@ -243,6 +245,39 @@ def _to_image_dataset(builder: tfds.core.DatasetBuilder, name: str) -> ImageData
     )
 
 
+@contextlib.contextmanager
+def _build_lock(data_dir: str, name: str):
+    """Exclusive lock per (data_dir, data set) across processes while TFDS prepares it.
+
+    TFDS writes into a temporary folder and renames it at the end; two processes preparing
+    the same data set at once (two trainers, two test workers) made the second rename fail
+    with FileExistsError (seen here). With the lock the second waits and then reads.
+    """
+    if "://" in data_dir:  # remote file systems (gs://...): no local lock file possible
+        yield
+        return
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, f".{name}.convjax-lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _prepared_builder(make, data_dir: str, prepare):
+    """``make()`` a builder; if its data are not prepared yet, ``prepare`` it under the lock."""
+    builder = make()
+    if builder.is_prepared():
+        return builder
+    with _build_lock(data_dir, builder.name):
+        # Another process may have finished while we waited: a new builder reads its files.
+        builder = make()
+        if not builder.is_prepared():
+            prepare(builder)
+    return builder
+
+
 def load_dataset(
     name: str,
     *,
@@ -284,10 +319,14 @@ def load_dataset(
     data_dir = os.path.expanduser(data_dir)
 
     if name in _LOCAL_FASHION_MNIST_NAMES:
-        builder = FashionMnistLocal(data_dir=data_dir, source_dir=source_dir)
-        if not builder.is_prepared():
+
+        def prepare(builder):
             check_fashion_mnist_files(source_dir)  # the clear error before TFDS starts
             builder.download_and_prepare(file_format="array_record")
+
+        builder = _prepared_builder(
+            lambda: FashionMnistLocal(data_dir=data_dir, source_dir=source_dir), data_dir, prepare
+        )
         return _to_image_dataset(builder, "fashion_mnist")
 
     if source_dir is not None:
@@ -295,15 +334,18 @@ def load_dataset(
             f"source_dir={os.fspath(source_dir)!r} is only used for 'fashion_mnist'; TFDS "
             f"downloads {name!r} itself. Drop source_dir."
         )
-    try:
-        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
-    except tfds.core.registered.DatasetNotFoundError as err:
-        raise ValueError(
-            f"name={name!r} is not a TFDS data set known here; use 'fashion_mnist' (offline) "
-            "or a TFDS image-classification name such as 'mnist', 'cifar10', 'cifar100', "
-            "'svhn_cropped' (see tfds.list_builders())."
-        ) from err
-    if not builder.is_prepared():
+
+    def make():
+        try:
+            return tfds.builder(name, data_dir=data_dir, file_format="array_record")
+        except tfds.core.registered.DatasetNotFoundError as err:
+            raise ValueError(
+                f"name={name!r} is not a TFDS data set known here; use 'fashion_mnist' "
+                "(offline) or a TFDS image-classification name such as 'mnist', 'cifar10', "
+                "'cifar100', 'svhn_cropped' (see tfds.list_builders())."
+            ) from err
+
+    def prepare(builder):
         try:
             builder.download_and_prepare(file_format="array_record")
         except Exception as err:  # network errors come in many types; all mean "not here"
@@ -314,7 +356,8 @@ def load_dataset(
                 f"array_record copy of {name!r} into {data_dir}. Offline, use "
                 "'fashion_mnist' (apt-get install dataset-fashion-mnist)."
             ) from err
-    return _to_image_dataset(builder, name)
+
+    return _to_image_dataset(_prepared_builder(make, data_dir, prepare), name)
 
 
 def split_validation(ds: ImageDataset, num_validation: int, *, seed: int) -> ImageDataset:
