@@ -104,6 +104,14 @@ def max_pool(
     x, geom = _setup(
         x, window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims, "max_pool"
     )
+    core.lowest_value(x.dtype)  # rejects non-numeric dtypes before tracing
+    return _max_pool_impl(x, geom, bool(return_indices))
+
+
+# Each pool is jitted with its static geometry: an eager call compiles one program instead
+# of dispatching (and compiling) each window slice separately; under an outer jit it inlines.
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _max_pool_impl(x, geom, return_indices):
     xp = core.pad_to_windows(x, geom, core.lowest_value(x.dtype))
     y = core.max_pool_padded(xp, geom)
     if not return_indices:
@@ -158,6 +166,11 @@ def sum_pool(
     x, geom = _setup(
         x, window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims, "sum_pool"
     )
+    return _sum_pool_impl(x, geom)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _sum_pool_impl(x, geom):
     return core.sum_windows(core.pad_to_windows(x, geom, 0), geom)
 
 
@@ -213,9 +226,16 @@ def avg_pool(
     )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"x has dtype {x.dtype}; avg_pool needs floats, cast x to float.")
+    div = _divisor(geom, count_include_pad, divisor_override, x.ndim)
+    if isinstance(div, float):
+        return _avg_pool_impl(x, geom, div)
+    return _avg_pool_impl(x, geom, None, div)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _avg_pool_impl(x, geom, scalar_div, div=None):
     s = core.sum_windows(core.pad_to_windows(x, geom, 0), geom)
-    div = _divisor(geom, count_include_pad, divisor_override, s.ndim)
-    return s / jnp.asarray(div, s.dtype)
+    return s / jnp.asarray(scalar_div if div is None else div, s.dtype)
 
 
 def lp_pool(
@@ -260,9 +280,14 @@ def lp_pool(
     )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"x has dtype {x.dtype}; lp_pool needs floats, cast x to float.")
+    return _lp_pool_impl(x, geom, float(p))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _lp_pool_impl(x, geom, p):
     powered = x * x if p == 2 else jnp.abs(x) ** jnp.asarray(p, x.dtype)
     s = core.sum_windows(core.pad_to_windows(powered, geom, 0), geom)
-    return _root(s, float(p))
+    return _root(s, p)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -367,6 +392,11 @@ def adaptive_avg_pool(
     if all(w % o == 0 for w, o in zip(in_spatial, out)):
         window = tuple(w // o for w, o in zip(in_spatial, out))
         return avg_pool(x, window, channels_last=channels_last)
+    return _adaptive_avg_impl(x, axes, in_spatial, out)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _adaptive_avg_impl(x, axes, in_spatial, out):
     # A box mean is separable: average one dimension at a time with a bin matrix.
     for a, w, o in zip(axes, in_spatial, out):
         if w == o:
@@ -401,6 +431,11 @@ def adaptive_max_pool(
     if all(w % o == 0 for w, o in zip(in_spatial, out)):
         window = tuple(w // o for w, o in zip(in_spatial, out))
         return max_pool(x, window, return_indices=return_indices, channels_last=channels_last)
+    return _adaptive_max_impl(x, axes, in_spatial, out, bool(return_indices))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _adaptive_max_impl(x, axes, in_spatial, out, return_indices):
     # A box max is separable. Reducing the LAST spatial dimension first, with first-occurrence
     # argmax in each, picks the first maximum in row-major order: the smallest row among the
     # rows holding the maximum, then the first column in it.
@@ -523,8 +558,14 @@ def max_unpool(
                 f"the indices do not belong to this output size. Pass output_size equal to the "
                 f"pooled input's spatial size."
             )
-    # Move channels next to the spatial block, flatten to (rows, positions), scatter per row.
     ch = x.ndim - 1 if channels_last else x.ndim - n - 1
+    return _unpool_impl(x, indices, ch, n, out)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _unpool_impl(x, indices, ch, n, out):
+    # Move channels next to the spatial block, flatten to (rows, positions), scatter per row.
+    size = math.prod(out)
     xs = jnp.moveaxis(x, ch, -n - 1)
     ids = jnp.moveaxis(indices, ch, -n - 1)
     lead = xs.shape[: xs.ndim - n]
