@@ -96,6 +96,26 @@ class ConvjaxNoLabels(ConvjaxTinyImages):
             yield i, {"x": np.full((2,), i, np.float32)}
 
 
+class ConvjaxFloatImages(ConvjaxTinyImages):
+    """Images stored as float32: not raw uint8 pixels."""
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(8, 8, 3), dtype=np.float32),
+                    "label": tfds.features.ClassLabel(names=list(TINY_NAMES)),
+                }
+            ),
+            supervised_keys=("image", "label"),
+        )
+
+    def _generate_examples(self, start, stop):
+        for i in range(start, stop):
+            yield i, {"image": _tiny_image(i).astype(np.float32), "label": i % 4}
+
+
 class ConvjaxTrainOnly(ConvjaxTinyImages):
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples(0, 4)}
@@ -349,6 +369,8 @@ def test_generic_path_errors(tmp_path, monkeypatch):
         load_dataset("convjax_no_labels", data_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"name='convjax_train_only' has splits \['train'\]"):
         load_dataset("convjax_train_only", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"name='convjax_float_images' stores 'image' as float32"):
+        load_dataset("convjax_float_images", data_dir=str(tmp_path))
     with tfds.testing.mock_data(num_examples=2):
         with pytest.raises(ValueError, match=r"name='oxford_flowers102' has images of varying"):
             load_dataset("oxford_flowers102", data_dir=str(tmp_path))

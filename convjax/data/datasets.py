@@ -215,6 +215,12 @@ def _to_image_dataset(builder: tfds.core.DatasetBuilder, name: str) -> ImageData
             f"'{image_key}' and '{label_key}' features; this one has {list(features.keys())}."
         )
     shape = _image_shape(builder, image_key)
+    dtype = np.dtype(getattr(features[image_key], "np_dtype", np.uint8))
+    if dtype != np.uint8:
+        raise ValueError(
+            f"name={name!r} stores '{image_key}' as {dtype}; convjax holds raw images as uint8 "
+            "(normalize() scales them), so pick a data set with uint8 images."
+        )
     if any(d is None for d in shape):
         raise ValueError(
             f"name={name!r} has images of varying size {shape}; convjax holds a split as one "

@@ -30,6 +30,7 @@ __all__ = [
     "DEBIAN_FASHION_MNIST_DIR",
     "FashionMnistLocal",
     "DatasetNotFoundError",
+    "check_fashion_mnist_files",
     "fashion_mnist_source_dir",
     "read_idx",
 ]

@@ -61,8 +61,9 @@ def normalize(images, mean, std) -> jnp.ndarray:
 
     Args:
       images: ``(..., C)`` uint8, e.g. ``(N, H, W, C)``.
-      mean: ``(C,)`` or a scalar, in ``[0, 1]`` units (from :func:`channel_stats`).
-      std: ``(C,)`` or a scalar, positive, in ``[0, 1]`` units.
+      mean: ``(C,)`` or a scalar, in ``[0, 1]`` units (from :func:`channel_stats`); concrete
+        values (numpy or Python), checked and folded into constants at trace time.
+      std: ``(C,)`` or a scalar, positive, in ``[0, 1]`` units; concrete like ``mean``.
 
     Returns:
       float32 array of the same shape as ``images``.
