@@ -1,0 +1,65 @@
+"""Argument checks shared by the ``convjax.nn`` constructors (plain Python, before any XLA)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from convjax.functional.shapes import normalize_tuple
+
+
+def positive_int(value, name: str, owner: str) -> int:
+    """Return ``value`` as an int >= 1 or raise a ValueError naming ``name``."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
+        raise ValueError(
+            f"{owner}: {name}={value!r} must be a positive int (a number of features "
+            f"or channels); pass e.g. {name}=32."
+        )
+    return int(value)
+
+
+def spatial_tuple(value, name: str, owner: str, num_spatial: int | None) -> tuple[int, ...]:
+    """Normalise a window/kernel size to a tuple of ints, inferring the rank from its length.
+
+    ``num_spatial=None`` means the rank must come from ``value`` itself, so an int is
+    ambiguous and refused; the thin 1/2/3-D variants pass their rank explicitly.
+    """
+    if num_spatial is None:
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            if not 1 <= len(value) <= 3:
+                raise ValueError(
+                    f"{owner}: {name}={tuple(value)!r} has {len(value)} entries; give 1, 2 or 3 "
+                    f"(one per spatial dimension), e.g. {name}=(3, 3) for images."
+                )
+            return normalize_tuple(tuple(value), len(value), name)
+        raise ValueError(
+            f"{owner}: {name}={value!r} must be a tuple with one entry per spatial dimension "
+            f"(its length sets 1-, 2- or 3-D), e.g. {name}=({value!r}, {value!r}); or use the "
+            f"2-D variant, which accepts an int."
+        )
+    return normalize_tuple(value, num_spatial, name)
+
+
+def check_choice(value, name: str, owner: str, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"{owner}: {name}={value!r} is not supported; use one of "
+            f"{', '.join(repr(c) for c in choices)}."
+        )
+    return value
+
+
+def check_rate(value, name: str, owner: str) -> float:
+    """A probability in ``[0, 1)`` (dropout rates: 1 would zero every unit)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(
+            f"{owner}: {name}={value!r} must be a float in [0, 1); use 0 to disable dropout."
+        )
+    return float(value)
+
+
+def freeze(value):
+    """Nested lists -> nested tuples, so an option is hashable static data in the graphdef."""
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value

@@ -1,0 +1,99 @@
+"""Dropout: the pure function :func:`dropout` and the layer :class:`Dropout`.
+
+Layer 1 has no dropout op, so the math lives here as a small pure function (jax only) that
+the layer calls; it can move to ``convjax.functional`` unchanged.
+
+Inverted dropout (Srivastava et al. 2014, as the seeds and every framework implement it):
+in training each unit is kept with probability ``1 - rate`` and scaled by
+``1 / (1 - rate)``, so the expected activation is unchanged and evaluation is the identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from convjax.nn import _checks, _trace
+
+__all__ = ["dropout", "Dropout"]
+
+
+def dropout(x, rate: float, key, *, broadcast_dims: Sequence[int] = ()):
+    """Zero each element of ``x`` with probability ``rate``; scale the rest by ``1/(1-rate)``.
+
+    Args:
+      x: array of any shape.
+      rate: drop probability in ``[0, 1)``.
+      key: a ``jax.random`` key; the same key gives the same mask.
+      broadcast_dims: axes along which the mask is shared (e.g. the spatial axes
+        ``(1, 2)`` of an NHWC input drop whole feature maps: "spatial dropout").
+
+    Returns:
+      array of ``x``'s shape and dtype.
+    """
+    rate = _checks.check_rate(rate, "rate", "dropout")
+    if rate == 0.0:
+        return x
+    mask_shape = list(x.shape)
+    for d in broadcast_dims:
+        if not -x.ndim <= d < x.ndim:
+            raise ValueError(
+                f"dropout: broadcast_dims={tuple(broadcast_dims)!r} contains {d}, outside the "
+                f"{x.ndim} axes of x (shape {tuple(x.shape)}); use axes in [{-x.ndim}, "
+                f"{x.ndim - 1}]."
+            )
+        mask_shape[d] = 1
+    keep = 1.0 - rate
+    mask = jax.random.bernoulli(key, keep, tuple(mask_shape))
+    return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
+
+
+class Dropout(nnx.Module):
+    """Dropout layer; active after ``model.train()``, the identity after ``model.eval()``.
+
+    Args:
+      rate: drop probability in ``[0, 1)``.
+      broadcast_dims: axes that share one mask (see :func:`dropout`).
+      deterministic: True turns dropout off. ``nnx.Module.train()`` / ``.eval()`` set it.
+      rng_collection: name of the :class:`flax.nnx.Rngs` stream the masks come from
+        (falls back to the ``default`` stream, as ``nnx.Rngs`` does).
+      rngs: :class:`flax.nnx.Rngs`; the layer forks its own stream from it, so every call
+        draws a fresh mask and the same seed replays the same masks.
+
+    Shapes: any shape in, the same shape out.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        broadcast_dims: Sequence[int] = (),
+        deterministic: bool = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | None = None,
+    ):
+        self.rate = _checks.check_rate(rate, "rate", "Dropout")
+        self.broadcast_dims = tuple(broadcast_dims)
+        self.deterministic = deterministic
+        self.rng_collection = rng_collection
+        # Fork a stream of our own (a new key per call) rather than keep the caller's Rngs.
+        self.rngs = rngs[rng_collection].fork() if rngs is not None else nnx.data(None)
+
+    def __call__(self, x, *, key=None):
+        """Apply dropout; ``key`` (a ``jax.random`` key) overrides the layer's stream."""
+        if self.deterministic or self.rate == 0.0:
+            y = x
+        else:
+            if key is None:
+                if self.rngs is None:
+                    raise ValueError(
+                        "Dropout: rngs=None and no key was passed, but the layer is in training "
+                        "mode; build it with rngs=nnx.Rngs(seed), pass key=..., or call "
+                        "model.eval()."
+                    )
+                key = self.rngs()
+            y = dropout(x, self.rate, key, broadcast_dims=self.broadcast_dims)
+        return _trace.record(self, x, y)

@@ -1,0 +1,89 @@
+"""Fully-connected layer :class:`Dense` and :class:`Flatten`.
+
+``Dense`` holds ``kernel`` ``(in_features, out_features)`` and ``bias`` ``(out_features,)``,
+the arguments of :func:`convjax.functional.dense`. Initialisation: He normal by default
+(:func:`convjax.functional.dense_init`), right for a layer followed by ReLU; the last layer
+of a classifier works with it too.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+
+import convjax.functional as cf
+from convjax.nn import _checks, _trace
+
+__all__ = ["Dense", "Flatten"]
+
+
+class Dense(nnx.Module):
+    """Affine layer ``y = x @ kernel + bias`` over the last axis.
+
+    Args:
+      in_features: D, size of the input's last axis.
+      out_features: M, size of the output's last axis.
+      use_bias: whether to hold a ``bias`` parameter.
+      precision,
+        preferred_element_type: as in :func:`convjax.functional.dense`.
+      scheme: initialiser scheme for :func:`convjax.functional.dense_init`.
+      param_dtype: dtype of the parameters.
+      rngs: :class:`flax.nnx.Rngs`; the ``params`` stream draws the kernel.
+
+    Shapes: ``(..., D) -> (..., M)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = True,
+        precision=None,
+        preferred_element_type=None,
+        scheme: str = "he_normal",
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        owner = type(self).__name__
+        self.in_features = _checks.positive_int(in_features, "in_features", owner)
+        self.out_features = _checks.positive_int(out_features, "out_features", owner)
+        self.use_bias = use_bias
+        self.precision = precision
+        self.preferred_element_type = preferred_element_type
+        self.scheme = scheme
+        params = cf.dense_init(
+            rngs.params(),
+            self.in_features,
+            self.out_features,
+            scheme=scheme,
+            use_bias=use_bias,
+            dtype=param_dtype,
+        )
+        self.kernel = nnx.Param(params["kernel"])
+        self.bias = nnx.Param(params["bias"]) if use_bias else None
+
+    def __call__(self, x):
+        """``(..., in_features) -> (..., out_features)``."""
+        y = cf.dense(
+            x,
+            self.kernel[...],
+            None if self.bias is None else self.bias[...],
+            precision=self.precision,
+            preferred_element_type=self.preferred_element_type,
+        )
+        return _trace.record(self, x, y)
+
+
+class Flatten(nnx.Module):
+    """Merge every axis from ``start_axis`` on: ``(N, H, W, C) -> (N, H*W*C)``.
+
+    ``start_axis=1`` (default) keeps a leading batch axis; use 0 for an unbatched input.
+    """
+
+    def __init__(self, start_axis: int = 1):
+        self.start_axis = start_axis
+
+    def __call__(self, x):
+        y = cf.flatten(x, start_axis=self.start_axis)
+        return _trace.record(self, x, y)
