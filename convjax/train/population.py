@@ -226,16 +226,27 @@ def _build(step: MemberStep, strategy: str, batch_per_member: bool, donate: bool
     if strategy == "sequential":
         jstep = jax.jit(step)
 
-        def sequential(states, batch, keys, hparams):
+        # One jitted call cuts the population into its N members and one stacks the results,
+        # so the only per-member work is the member step itself (slicing leaf by leaf from
+        # Python would cost N x leaves tiny dispatches per step).
+        @jax.jit
+        def split(states, batch, keys, hparams):
             n = population_size(states)
-            outs = []
-            for i in range(n):
-                take = lambda x, i=i: x[i]
-                b = jax.tree.map(take, batch) if batch_per_member else batch
-                outs.append(
-                    jstep(jax.tree.map(take, states), b, keys[i], jax.tree.map(take, hparams))
+            take = lambda i: lambda x: x[i]
+            return [
+                (
+                    jax.tree.map(take(i), states),
+                    jax.tree.map(take(i), batch) if batch_per_member else batch,
+                    keys[i],
+                    jax.tree.map(take(i), hparams),
                 )
-            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+                for i in range(n)
+            ]
+
+        join = jax.jit(lambda outs: jax.tree.map(lambda *xs: jnp.stack(xs), *outs))
+
+        def sequential(states, batch, keys, hparams):
+            return join([jstep(*args) for args in split(states, batch, keys, hparams)])
 
         return sequential
 
