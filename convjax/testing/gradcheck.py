@@ -595,7 +595,7 @@ def gradcheck(
     order: int = 1,
     kinks: str = "report",
     key=None,
-    batch_size: int = 128,
+    batch_size: int = 1024,
     vectorize: bool = True,
     jit: bool = True,
     raise_on_failure: bool = True,
