@@ -28,6 +28,9 @@ All argument checking happens here in Python on static shapes, before XLA sees a
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -204,25 +207,48 @@ def conv(
     bias = _check_bias(bias, kernel.shape[-1])
 
     dtype = jnp.result_type(x, kernel)
-    x, kernel = x.astype(dtype), kernel.astype(dtype)
-    if not batched:
-        x = x[None]
-    if padding_mode != "zeros":
-        x = pad(x, pads, padding_mode, channels_last)
-        pads = ((0, 0),) * n
-    if flip:
-        kernel = _flip_spatial(kernel, n)
+    explicit = padding_mode != "zeros"
     spec = ConvSpec(
         stride=stride,
-        padding=pads,
+        padding=((0, 0),) * n if explicit else pads,  # explicit modes pad before the impl
         dilation=dilation,
         groups=groups,
         channels_last=bool(channels_last),
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    entry.check(x, kernel, spec)
-    y = _add_bias(entry.apply(x, kernel, spec), bias, n, channels_last)
+    entry.check(_abstract(x, dtype), _abstract(kernel, dtype), spec)
+    return _conv_core(
+        x.astype(dtype),
+        kernel.astype(dtype),
+        bias,
+        spec=spec,
+        impl=impl,
+        mode_pads=(padding_mode, pads) if explicit else None,
+        flip=bool(flip),
+        batched=batched,
+    )
+
+
+def _abstract(a, dtype):
+    return jax.ShapeDtypeStruct(a.shape, dtype)
+
+
+# Everything after validation is one jitted function of static options: called eagerly,
+# a configuration compiles once instead of dispatching each slice, pad and matmul of
+# im2col/direct as its own XLA computation (27 per 3x3x3 kernel); inside a user's jit it
+# is inlined.
+@functools.partial(jax.jit, static_argnames=("spec", "impl", "mode_pads", "flip", "batched"))
+def _conv_core(x, kernel, bias, *, spec, impl, mode_pads, flip, batched):
+    n = spec.num_spatial
+    if not batched:
+        x = x[None]
+    if mode_pads is not None:
+        mode, pads = mode_pads
+        x = pad(x, pads, mode, spec.channels_last)
+    if flip:
+        kernel = _flip_spatial(kernel, n)
+    y = _add_bias(get_conv_impl(impl).apply(x, kernel, spec), bias, n, spec.channels_last)
     return y if batched else y[0]
 
 
@@ -355,17 +381,6 @@ def conv_transpose(
     bias = _check_bias(bias, kernel.shape[-1])
 
     dtype = jnp.result_type(x, kernel)
-    x, kernel = x.astype(dtype), kernel.astype(dtype)
-    if not batched:
-        x = x[None]
-    # As a convolution: stuff S - 1 zeros between input samples, pad D * (F - 1) on each
-    # side minus the forward padding (negative = crop), plus output_padding on the high
-    # side, and slide the spatially flipped kernel at stride 1.
-    lax_pads = tuple(
-        (d * (f - 1) - lo, d * (f - 1) - hi + op)
-        for f, d, (lo, hi), op in zip(kernel_spatial, dilation, pads, output_padding)
-    )
-    flipped = _flip_spatial(kernel, n)
     spec = ConvSpec(
         stride=(1,) * n,
         padding=((0, 0),) * n,
@@ -375,26 +390,50 @@ def conv_transpose(
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    entry.check(x, flipped, spec)  # dtype/option checks only: they do not need the stuffed x
-    if impl == "lax":
+    entry.check(_abstract(x, dtype), _abstract(kernel, dtype), spec)
+    # As a convolution: stuff S - 1 zeros between input samples, pad D * (F - 1) on each
+    # side minus the forward padding (negative = crop), plus output_padding on the high
+    # side, and slide the spatially flipped kernel at stride 1.
+    lax_pads = tuple(
+        (d * (f - 1) - lo, d * (f - 1) - hi + op)
+        for f, d, (lo, hi), op in zip(kernel_spatial, dilation, pads, output_padding)
+    )
+    return _conv_transpose_core(
+        x.astype(dtype),
+        kernel.astype(dtype),
+        bias,
+        spec=spec,
+        impl=impl,
+        stride=stride,
+        lax_pads=lax_pads,
+        batched=batched,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "impl", "stride", "lax_pads", "batched"))
+def _conv_transpose_core(x, kernel, bias, *, spec, impl, stride, lax_pads, batched):
+    n = spec.num_spatial
+    if not batched:
+        x = x[None]
+    flipped = _flip_spatial(kernel, n)
+    if impl == "lax":  # XLA's convolution does the zero stuffing itself (lhs_dilation)
         y = lax.conv_general_dilated(
             x,
             flipped,
             window_strides=(1,) * n,
             padding=lax_pads,
             lhs_dilation=stride,
-            rhs_dilation=dilation,
-            dimension_numbers=conv_dimension_numbers(n, channels_last),
-            feature_group_count=groups,
-            precision=precision,
-            preferred_element_type=preferred_element_type,
+            rhs_dilation=spec.dilation,
+            dimension_numbers=conv_dimension_numbers(n, spec.channels_last),
+            feature_group_count=spec.groups,
+            precision=spec.precision,
+            preferred_element_type=spec.preferred_element_type,
         )
     else:
-        spatial_ax = spatial_axes(x.ndim, n, channels_last)
         config = [(0, 0, 0)] * x.ndim
-        for a, (lo, hi), s in zip(spatial_ax, lax_pads, stride):
+        for a, (lo, hi), s in zip(spatial_axes(x.ndim, n, spec.channels_last), lax_pads, stride):
             config[a] = (lo, hi, s - 1)
         stuffed = lax.pad(x, jnp.zeros((), x.dtype), config)
-        y = entry.apply(stuffed, flipped, spec)
-    y = _add_bias(y, bias, n, channels_last)
+        y = get_conv_impl(impl).apply(stuffed, flipped, spec)
+    y = _add_bias(y, bias, n, spec.channels_last)
     return y if batched else y[0]

@@ -144,7 +144,7 @@ def pad(x, pads, mode: str = "zeros", channels_last: bool = True):
         )
     axes = spatial_axes(x.ndim, n, channels_last)
     in_spatial = [x.shape[a] for a in axes]
-    check_pads_fit(pairs, in_spatial, mode, "pads")
+    check_pads_fit(pairs, in_spatial, mode, "pads", pads)
     if mode == "zeros":
         widths = [(0, 0)] * x.ndim
         for a, p in zip(axes, pairs):

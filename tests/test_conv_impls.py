@@ -1,0 +1,172 @@
+"""Every `impl` of `conv` / `conv_transpose` gives the numbers (and gradients) of impl="lax"."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from convjax.functional import CONV_IMPLS, ConvImpl, conv, conv_transpose, register_conv_impl
+from convjax.functional.conv_impls import get_conv_impl
+
+IMPLS = ("im2col", "direct", "fft")
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def test_table_lists_the_four_impls():
+    assert set(CONV_IMPLS) >= {"lax", "im2col", "direct", "fft"}
+    for name, entry in CONV_IMPLS.items():
+        assert entry.name == name and callable(entry.apply) and callable(entry.check)
+
+
+def _config(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = 1 + seed % 3
+    groups = [1, 2, 3][seed % 3 if seed % 4 else 0]
+    cin, cout = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
+    ksz = tuple(int(v) for v in rng.integers(1, 4, n))
+    spatial = tuple(int(v) for v in rng.integers(5, 9 if n < 3 else 7, n))
+    kw = dict(
+        stride=tuple(int(v) for v in rng.integers(1, 4, n)),
+        dilation=tuple(int(v) for v in rng.integers(1, 3, n)),
+        groups=groups,
+        padding=["VALID", "SAME", "FULL", "CAUSAL", 1, ((0, 2),) * n][seed % 6],
+        padding_mode=["zeros", "circular", "replicate", "reflect"][seed % 4],
+        channels_last=bool(seed % 2),
+        flip=bool((seed // 2) % 2),
+    )
+    if kw["padding_mode"] == "reflect" and kw["padding"] == "FULL":
+        kw["padding"] = "SAME"  # FULL with dilation can be wider than reflect allows
+    shape = (2, *spatial, cin) if kw["channels_last"] else (2, cin, *spatial)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((*ksz, cin // groups, cout))
+    b = rng.standard_normal(cout)
+    return x, w, b, kw
+
+
+@pytest.mark.parametrize("seed", range(24))
+@pytest.mark.parametrize("impl", IMPLS)
+def test_matches_lax_float64(impl, seed, x64):
+    x, w, b, kw = _config(seed)
+    want = conv(x, w, b, **kw)
+    got = conv(x, w, b, impl=impl, **kw)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_matches_lax_float32_and_unbatched(impl):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((9, 8, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 2, 6)), jnp.float32)
+    kw = dict(stride=2, padding="SAME", groups=2, dilation=(2, 1))
+    want = conv(x, w, **kw, precision=jax.lax.Precision.HIGHEST)
+    got = conv(x, w, **kw, impl=impl)
+    assert got.dtype == jnp.float32 and got.shape == want.shape == (5, 4, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 4, 7])  # 1-D, 2-D, 2-D: 3-D compiles slowly, same code
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradients_match_lax(impl, seed, x64):
+    x, w, b, kw = _config(seed)
+    ct = None
+
+    def vjp(name):
+        nonlocal ct
+        y, pullback = jax.vjp(lambda *a: conv(*a, impl=name, **kw), x, w, b)
+        if ct is None:
+            ct = np.random.default_rng(seed).standard_normal(y.shape)
+        return pullback(ct)
+
+    for got, want in zip(vjp(impl), vjp("lax")):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_jit_matches_eager(impl, x64):
+    x, w, b, kw = _config(4)
+    f = lambda *a: conv(*a, impl=impl, **kw)
+    np.testing.assert_allclose(jax.jit(f)(x, w, b), f(x, w, b), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv_transpose_matches_lax(impl, channels_last, x64):
+    rng = np.random.default_rng(7)
+    shape = (2, 4, 5, 4) if channels_last else (2, 4, 4, 5)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((3, 2, 2, 6))
+    kw = dict(
+        stride=(2, 3),
+        padding=(1, (0, 2)),
+        output_padding=(1, 0),
+        dilation=(1, 2),
+        groups=2,
+        channels_last=channels_last,
+    )
+    want = conv_transpose(x, w, np.arange(6.0), **kw)
+    got = conv_transpose(x, w, np.arange(6.0), impl=impl, **kw)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_precision_and_preferred_element_type_in_matmul_impls():
+    x = jnp.ones((1, 5, 5, 2), jnp.bfloat16)
+    k = jnp.ones((3, 3, 2, 4), jnp.bfloat16)
+    for impl in ("im2col", "direct"):
+        y = conv(x, k, impl=impl, preferred_element_type=jnp.float32)
+        assert y.dtype == jnp.float32
+        np.testing.assert_array_equal(y, np.full((1, 3, 3, 4), 18.0))
+        y = conv(x.astype(jnp.float32), k, impl=impl, precision=jax.lax.Precision.HIGHEST)
+        np.testing.assert_array_equal(y, np.full((1, 3, 3, 4), 18.0))
+    y = conv(x, k, impl="fft", preferred_element_type=jnp.float32)
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(y, np.full((1, 3, 3, 4), 18.0), rtol=1e-5)
+    assert conv(x, k, impl="fft").dtype == jnp.bfloat16
+
+
+def test_unsupported_options_are_clear_errors():
+    x = jnp.ones((1, 5, 5, 2))
+    k = jnp.ones((3, 3, 2, 4))
+    with pytest.raises(ValueError, match=r"impl='fft' does not support precision=.*HIGHEST"):
+        conv(x, k, impl="fft", precision=jax.lax.Precision.HIGHEST)
+    with pytest.raises(ValueError, match=r"impl='fft' needs real floating-point inputs, but x"):
+        conv(jnp.ones((1, 5, 5, 2), jnp.int32), jnp.ones((3, 3, 2, 4), jnp.int32), impl="fft")
+    with pytest.raises(ValueError, match=r"impl='fft' does not support preferred_element_type"):
+        conv(x, k, impl="fft", preferred_element_type=jnp.int32)
+    with pytest.raises(ValueError, match=r"impl='fft' does not support precision"):
+        conv_transpose(x, jnp.ones((3, 3, 2, 4)), impl="fft", precision="highest")
+    with pytest.raises(ValueError, match=r"impl='auto' is not a known convolution implementation"):
+        conv(x, k, impl="auto")
+    with pytest.raises(ValueError, match=r"impl=None is not a known convolution implementation"):
+        get_conv_impl(None)
+    with pytest.raises(ValueError, match=r"impl='lax' is already registered"):
+        register_conv_impl(ConvImpl("lax", lambda *a: None, lambda *a: None))
+
+
+def test_register_a_new_impl_dispatches_without_touching_conv():
+    calls = []
+
+    def apply(x, kernel, spec):
+        calls.append(spec)
+        return CONV_IMPLS["direct"].apply(x, kernel, spec)
+
+    def check(x, kernel, spec):
+        if spec.groups != 1:
+            raise ValueError(f"groups={spec.groups} is not supported by impl='test_only'.")
+
+    register_conv_impl(ConvImpl("test_only", apply, check, "test"))
+    try:
+        x, k = jnp.ones((1, 6, 6, 2)), jnp.ones((3, 3, 2, 2))
+        y = conv(x, k, impl="test_only", padding="SAME", stride=2, groups=1)
+        assert y.shape == (1, 3, 3, 2) and calls[0].stride == (2, 2)
+        assert calls[0].padding == ((0, 1), (0, 1))
+        with pytest.raises(ValueError, match=r"groups=2 is not supported by impl='test_only'"):
+            conv(x, k[:, :, :1], impl="test_only", groups=2)
+    finally:
+        del CONV_IMPLS["test_only"]
