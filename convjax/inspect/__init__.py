@@ -1,10 +1,12 @@
 """Layer 5: look inside a model without running it: shapes, parameters, FLOPs, memory and
 receptive fields.
 
->>> import convjax.inspect as ci
->>> s = ci.summary(model, (28, 28, 1))            # doctest: +SKIP  (prints the table)
->>> ci.memory_estimate(model, (28, 28, 1), 128, "adam").total   # doctest: +SKIP
->>> ci.empirical_receptive_field(model, (64, 64, 3), layer="features.layers.4")  # doctest: +SKIP
+Typical use::
+
+    import convjax.inspect as ci
+    s = ci.summary(model, (28, 28, 1))                  # prints the table, returns data
+    ci.memory_estimate(model, (28, 28, 1), 128, "adam").total
+    ci.empirical_receptive_field(model, (64, 64, 3), layer="features.layers.4")
 
 Modules: :mod:`~convjax.inspect.summary` (the table and XLA's FLOP count),
 :mod:`~convjax.inspect.layers` (per-layer FLOP conventions),
