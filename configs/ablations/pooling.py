@@ -1,0 +1,42 @@
+r"""Ablation: how the network downsamples -- max, average, L2 pooling, or no pooling at all.
+
+"none" replaces each 2x2 pool by a stride-2 3x3 convolution (the all-convolutional net of
+Springenberg et al. 2014: "ConvPool" form, an extra conv), everything else is
+``configs/default.py`` (PatternCNN conv32-conv32-pool-conv64-conv64-pool-fc256, batch norm,
+SGD Nesterov, one-cycle, label smoothing 0.1).
+
+Commands (resumable: rerun the same command after an interruption)::
+
+    # what results/ablations/pooling.md reports (2 epochs on 10k images, 3 seeds, 12 runs)
+    .venv/bin/python experiments/ablate.py --config=configs/ablations/pooling.py:quick \
+        --workdir=workdirs/ablations/pooling_quick
+    # full recipe (3 epochs on 60k images per run)
+    .venv/bin/python experiments/ablate.py --config=configs/ablations/pooling.py \
+        --workdir=workdirs/ablations/pooling
+    # seconds (tests)
+    .venv/bin/python experiments/ablate.py --config=configs/ablations/pooling.py:smoke \
+        --workdir=/tmp/pooling_smoke
+
+Expected time on the 2-core CPU: quick about 1.5-3 min per run (20-35 min for 12 runs,
+depending on load); full about 5-8 min per run (1-1.5 h); smoke about 15 s per run.
+Expected accuracy: see results/ablations/pooling.md.
+"""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location(
+    "ablation_common", Path(__file__).with_name("common.py")
+)
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def get_config(arg=None):
+    variants = {
+        "max": {"model": {"pool": "max"}},
+        "avg": {"model": {"pool": "avg"}},
+        "l2": {"model": {"pool": "l2"}},
+        "none_stride2_conv": {"model": {"pool": "none", "downsample": "conv"}},
+    }
+    return common.ablation("pooling", variants, arg)

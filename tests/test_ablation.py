@@ -1,0 +1,240 @@
+"""Ablation runner: variants x seeds, resume without rerunning, tables, plots, errors.
+
+A fake train function (records its calls, writes the results JSON like train_and_evaluate)
+keeps these tests fast; the real end-to-end run is in test_ablate_script_smoke (slow).
+"""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import pytest
+
+from convjax.train import ablation
+
+
+def base_config():
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.model = ml_collections.ConfigDict({"pool": "max", "dilation": 1})
+    c.lr = 0.1
+    c.lock()
+    return c
+
+
+def ablation_config(seeds=(0, 1, 2)):
+    c = ml_collections.ConfigDict()
+    c.name = "toy pooling"
+    c.base = base_config()
+    c.variants = {"max": {}, "avg": {"model": {"pool": "avg"}}, "d2": {"model": {"dilation": 2}}}
+    c.order = ("max", "avg", "d2")
+    c.seeds = seeds
+    c.seed_field = "seed"
+    return c
+
+
+class FakeTrain:
+    """Accuracy = f(variant, seed), known in advance, so the table can be checked by hand."""
+
+    ACC = {"max": 0.90, "avg": 0.88, "d2": 0.80}
+
+    def __init__(self, fail_on=None):
+        self.calls = []
+        self.fail_on = fail_on
+
+    def __call__(self, config, workdir):
+        key = (config.model.pool, config.model.dilation, config.seed)
+        self.calls.append(key)
+        if self.fail_on == key:
+            raise KeyboardInterrupt("simulated interruption")
+        name = {"max": "max", "avg": "avg"}[config.model.pool]
+        name = "d2" if config.model.dilation == 2 else name
+        acc = self.ACC[name] + 0.01 * config.seed
+        res = {
+            "test_accuracy": acc,
+            "train_time_s": 10.0 + config.seed,
+            "images_per_s": 100.0,
+            "history": {"val_accuracy": [acc - 0.1, acc - 0.05, acc]},
+        }
+        with open(f"{workdir}/results.json", "w") as f:
+            json.dump(res, f)
+        return res
+
+
+def stats(config):
+    return {"params": 1000 * config.model.dilation, "flops": 2e6, "receptive_field": (5, 5)}
+
+
+def test_runs_every_variant_and_seed_and_writes_tables(tmp_path):
+    train = FakeTrain()
+    out = ablation.run_ablation(
+        ablation_config(), tmp_path, train_fn=train, stats_fn=stats, log=lambda s: None
+    )
+    assert sorted(train.calls) == sorted(
+        [(p, d, s) for p, d in [("max", 1), ("avg", 1), ("max", 2)] for s in (0, 1, 2)]
+    )
+    rows = {r["variant"]: r for r in out["table"]}
+    assert list(rows) == ["max", "avg", "d2"]
+    # mean of 0.90, 0.91, 0.92 and its sample std (ddof=1) = 0.01
+    assert rows["max"]["test_accuracy_mean"] == pytest.approx(0.91)
+    assert rows["max"]["test_accuracy_std"] == pytest.approx(0.01)
+    assert rows["d2"]["params"] == 2000 and rows["max"]["train_time_s"] == pytest.approx(11.0)
+    md = (tmp_path / "results.md").read_text()
+    assert "| avg | 89.00 ± 1.00 | 3 | 1.00k | 2.00M | 5x5 | 11.0 | 100 |" in md
+    with open(tmp_path / "results.csv") as f:
+        got = list(csv.DictReader(f))
+    assert [r["variant"] for r in got] == ["max", "avg", "d2"]
+    assert float(got[2]["test_accuracy_mean"]) == pytest.approx(0.81)
+    with open(tmp_path / "runs.csv") as f:
+        assert len(list(csv.DictReader(f))) == 9
+    for name in ("accuracy.png", "learning_curves.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    assert (tmp_path / "runs" / "avg" / "seed_2" / "results.json").exists()
+    assert out["runs"][0]["curve"] == [(1.0, pytest.approx(0.8)), (2.0, 0.85), (3.0, 0.9)]
+
+
+def test_resume_skips_finished_runs(tmp_path):
+    cfg = ablation_config(seeds=(0, 1))
+    train = FakeTrain(fail_on=("avg", 1, 1))
+    with pytest.raises(KeyboardInterrupt):
+        ablation.run_ablation(cfg, tmp_path, train_fn=train, stats_fn=stats, log=lambda s: None)
+    assert len(train.calls) == 4  # max x 2, avg seed 0, then avg seed 1 interrupted
+    train2 = FakeTrain()
+    out = ablation.run_ablation(cfg, tmp_path, train_fn=train2, stats_fn=stats, log=print)
+    # only the interrupted run and the ones never started are trained again
+    assert train2.calls == [("avg", 1, 1), ("max", 2, 0), ("max", 2, 1)]
+    assert len(out["runs"]) == 6
+    train3 = FakeTrain()
+    ablation.run_ablation(cfg, tmp_path, train_fn=train3, stats_fn=stats, log=lambda s: None)
+    assert train3.calls == []
+
+
+def test_apply_overrides_nested_and_dotted():
+    b = base_config()
+    c = ablation.apply_overrides(b, {"model": {"pool": "l2"}, "lr": 0.5})
+    assert (c.model.pool, c.lr, b.model.pool) == ("l2", 0.5, "max")
+    c2 = ablation.apply_overrides(b, {"model.dilation": 4})
+    assert c2.model.dilation == 4 and c2.is_locked
+
+
+def test_errors_name_the_field():
+    b = base_config()
+    with pytest.raises(ValueError, match=r"'model.pol' is not a field of the base config"):
+        ablation.apply_overrides(b, {"model": {"pol": "avg"}})
+    with pytest.raises(ValueError, match=r"variants\['x'\]: 'lrr' is not a field.*'lr'"):
+        bad = ablation_config()
+        bad.order = None
+        bad.variants = {"x": {"lrr": 1.0}}
+        ablation.expand_runs(bad)
+    c = ablation_config()
+    del c["seeds"]
+    with pytest.raises(ValueError, match=r"field 'seeds' is missing"):
+        ablation.expand_runs(c)
+    c = ablation_config(seeds=())
+    with pytest.raises(ValueError, match=r"seeds=\(\) must be a non-empty tuple of ints"):
+        ablation.expand_runs(c)
+    c = ablation_config(seeds=(1, 1))
+    with pytest.raises(ValueError, match=r"seeds=\(1, 1\) repeats a seed"):
+        ablation.expand_runs(c)
+    c = ablation_config()
+    c.order = None
+    c.variants = {}
+    with pytest.raises(ValueError, match=r"variants=\{\} must be a non-empty dict"):
+        ablation.expand_runs(c)
+    c = ablation_config()
+    c.order = None
+    c.variants = {"a/b": {}}
+    with pytest.raises(ValueError, match=r"variant name 'a/b' is not usable as a folder"):
+        ablation.expand_runs(c)
+    c = ablation_config()
+    c.order = ("max", "avg")
+    with pytest.raises(ValueError, match=r"order=\('max', 'avg'\) must list each variant once"):
+        ablation.expand_runs(c)
+    c = ablation_config()
+    c.seed_field = "rng"
+    with pytest.raises(ValueError, match=r"seed_field='rng' is not a field of base"):
+        ablation.expand_runs(c)
+
+
+def test_summarize_single_seed_has_zero_std():
+    rows = ablation.summarize(
+        [{"variant": "a", "test_accuracy": 0.5, "train_time_s": 1, "images_per_s": 2}]
+    )
+    assert rows[0]["test_accuracy_std"] == 0.0 and np.isclose(rows[0]["test_accuracy_mean"], 0.5)
+
+
+# ---------------------------------------------------------------- the ready configs and script
+
+ROOT = Path(__file__).resolve().parents[1]
+ABLATIONS = ("pooling", "dilation", "kernel_size", "padding", "depth")
+
+
+def load_ablation(name, arg=None):
+    path = ROOT / "configs" / "ablations" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"abl_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(arg), mod.__doc__
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_ready_configs_expand_and_document_their_command(name):
+    for arg in (None, "quick", "smoke"):
+        cfg, doc = load_ablation(name, arg)
+        runs = ablation.expand_runs(cfg)  # every override names an existing base field
+        assert len(runs) == len(cfg.variants) * len(cfg.seeds)
+        assert len(cfg.seeds) >= (2 if arg == "smoke" else 3)
+    assert f"--config=configs/ablations/{name}.py" in doc and "Expected time" in doc
+    with pytest.raises(ValueError, match=r"arg='fast' is not a preset"):
+        load_ablation(name, "fast")
+
+
+def test_pooling_and_dilation_variants_change_the_model():
+    cfg, _ = load_ablation("pooling")
+    pools = [r["config"].model.pool for r in ablation.expand_runs(cfg)[::3]]
+    assert pools == ["max", "avg", "l2", "none"]
+    cfg, _ = load_ablation("dilation", "quick")
+    runs = ablation.expand_runs(cfg)
+    assert [r["config"].model.dilation for r in runs[::3]] == [1, 2, 4]
+    assert runs[0]["config"].num_epochs == 2 and runs[0]["config"].train_subset == 10000
+
+
+def test_model_stats_params_and_receptive_field():
+    cfg, _ = load_ablation("dilation")
+    runs = ablation.expand_runs(cfg)
+    s1 = ablation.model_stats(runs[0]["config"])
+    s2 = ablation.model_stats(runs[3]["config"])
+    # conv32-conv32-pool-conv64-conv64-pool-fc256-fc10 with BN (layers before a BN have no
+    # bias): 288 + 9216 + 18432 + 36864 conv kernels, 2*(32+32+64+64) BN scale/offset,
+    # 3136*256 hidden FC, 2*256 BN, 256*10+10 classifier
+    assert s1["params"] == 288 + 9216 + 18432 + 36864 + 384 + 3136 * 256 + 512 + 2570
+    assert s2["params"] == s1["params"]  # dilation adds no weights
+    # RF, d = 1: 3, 5, pool 6, then jump 2: 10, 14, pool 16.  d = 2 (taps 5 apart by 1):
+    # 5, 9, pool 10, jump 2: 18, 26, pool 28.
+    assert s1["receptive_field"] == (16, 16) and s2["receptive_field"] == (28, 28)
+    assert s1["flops"] > 2 * 19e6  # about 19.1 M multiply-adds, 2 FLOPs each
+
+
+@pytest.mark.slow
+def test_ablate_script_smoke_runs_and_resumes(tmp_path):
+    """experiments/ablate.py end to end on the smoke preset, 2 variants x 2 seeds (~1-2 min)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [
+        sys.executable,
+        str(ROOT / "experiments" / "ablate.py"),
+        f"--config={ROOT}/configs/ablations/padding.py:smoke",
+        f"--workdir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("results.md", "results.csv", "runs.csv", "accuracy.png", "learning_curves.png"):
+        assert (tmp_path / name).exists()
+    assert "| valid |" in (tmp_path / "results.md").read_text()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.count("finished earlier") == 4
