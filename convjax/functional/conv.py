@@ -32,13 +32,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from convjax.functional.conv_impls import (
-    ConvSpec,
-    conv_dimension_numbers,
-    get_conv_impl,
-)
+from convjax.functional.conv_impls import ConvSpec, get_conv_impl, swap_io, zero_stuff
 from convjax.functional.padding import check_padding_mode, check_pads_fit, pad
 from convjax.functional.shapes import (
     conv_output_size,
@@ -307,10 +302,7 @@ def transpose_kernel(kernel, groups: int = 1):
         raise ValueError(
             f"groups={groups} must be >= 1 and divide the kernel's output channels ({o})."
         )
-    spatial = kernel.shape[:-2]
-    k = kernel.reshape(*spatial, i, groups, o // groups)
-    k = jnp.swapaxes(k, -1, -3)  # (*F, O/G, G, I)
-    return k.reshape(*spatial, o // groups, groups * i)
+    return swap_io(kernel, groups)
 
 
 def conv_transpose(
@@ -348,8 +340,8 @@ def conv_transpose(
       output_padding: extra size on the high side, >= 0 and < max(S, D) per dimension.
       dilation: D (>= 1), kernel dilation.
       groups: feature groups; ``C_in`` and ``C_out`` must be multiples.
-      channels_last, impl, precision, preferred_element_type: as for :func:`conv`. Non-lax
-        implementations run on the zero-stuffed input.
+      channels_last, impl, precision, preferred_element_type: as for :func:`conv`; every
+        implementation runs on the explicitly zero-stuffed input.
 
     Returns:
       Spatial size ``(W - 1) * S - P_lo - P_hi + D * (F - 1) + output_padding + 1``
@@ -416,24 +408,14 @@ def _conv_transpose_core(x, kernel, bias, *, spec, impl, stride, lax_pads, batch
     if not batched:
         x = x[None]
     flipped = _flip_spatial(kernel, n)
-    if impl == "lax":  # XLA's convolution does the zero stuffing itself (lhs_dilation)
-        y = lax.conv_general_dilated(
-            x,
-            flipped,
-            window_strides=(1,) * n,
-            padding=lax_pads,
-            lhs_dilation=stride,
-            rhs_dilation=spec.dilation,
-            dimension_numbers=conv_dimension_numbers(n, spec.channels_last),
-            feature_group_count=spec.groups,
-            precision=spec.precision,
-            preferred_element_type=spec.preferred_element_type,
-        )
-    else:
-        config = [(0, 0, 0)] * x.ndim
-        for a, (lo, hi), s in zip(spatial_axes(x.ndim, n, spec.channels_last), lax_pads, stride):
-            config[a] = (lo, hi, s - 1)
-        stuffed = lax.pad(x, jnp.zeros((), x.dtype), config)
-        y = get_conv_impl(impl).apply(stuffed, flipped, spec)
+    # Zero-stuffing is explicit for every impl, "lax" included: lax.conv_general_dilated's
+    # own lhs_dilation crashed XLA's CPU compiler (a check failure in its algebraic
+    # simplifier that aborts the process) for a 3-D case with stride (3, 3, 2) and padding
+    # ((1, 0), (1, 2), (1, 1)) on a 6x7x6 input; the stuffed input plus a stride-1
+    # convolution compiled and gave the same numbers.
+    stuffed, flipped = jax.lax.optimization_barrier(
+        (zero_stuff(x, lax_pads, stride, spec.channels_last), flipped)
+    )
+    y = get_conv_impl(impl).apply(stuffed, flipped, spec)
     y = _add_bias(y, bias, n, spec.channels_last)
     return y if batched else y[0]

@@ -39,10 +39,12 @@ Implementations:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -54,6 +56,8 @@ __all__ = [
     "register_conv_impl",
     "get_conv_impl",
     "conv_dimension_numbers",
+    "swap_io",
+    "zero_stuff",
 ]
 
 
@@ -189,10 +193,38 @@ def _tap_slices(xp, kernel_spatial, out_spatial, stride, dilation):
         yield lax.slice(xp, start, limit, (1, *stride, 1))
 
 
+def swap_io(kernel, groups: int):
+    """``(*F, A / G, B)`` -> ``(*F, B / G, A)``: the kernel of the transposed channel map.
+
+    Output ``g * B/G + o`` of group ``g`` reads input ``i`` of that group through
+    ``kernel[..., i, g * B/G + o]``; the swapped kernel holds the same number at
+    ``[..., o, g * A/G + i]``.
+    """
+    i, o = kernel.shape[-2:]
+    spatial = kernel.shape[:-2]
+    k = kernel.reshape(*spatial, i, groups, o // groups)
+    k = jnp.swapaxes(k, -1, -3)  # (*F, O/G, G, I)
+    return k.reshape(*spatial, o // groups, groups * i)
+
+
+def zero_stuff(x, pads, stride, channels_last: bool):
+    """Put ``S - 1`` zeros between samples and pad ``(lo, hi)`` (negative = crop), per axis.
+
+    ``x`` is batched; this is the input of a transposed convolution written as a stride-1
+    convolution.
+    """
+    n = len(stride)
+    axes = range(1, n + 1) if channels_last else range(2, n + 2)
+    config = [(0, 0, 0)] * x.ndim
+    for a, (lo, hi), s in zip(axes, pads, stride):
+        config[a] = (lo, hi, s - 1)
+    return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
 # --------------------------------------------------------------------------- "lax"
 
 
-def _lax_apply(x, kernel, spec: ConvSpec):
+def _lax_forward(x, kernel, spec: ConvSpec):
     return lax.conv_general_dilated(
         x,
         kernel,
@@ -204,6 +236,69 @@ def _lax_apply(x, kernel, spec: ConvSpec):
         precision=spec.precision,
         preferred_element_type=spec.preferred_element_type,
     )
+
+
+# JAX differentiates conv_general_dilated w.r.t. its input with a convolution that uses
+# lhs_dilation = stride. For 3-D strided convolutions whose output is small next to the
+# kernel, XLA's CPU compiler aborted the whole process compiling that gradient
+# (algebraic_simplifier.cc "Window dimensions do not match RHS shape"; measured with
+# jax 0.10.2: input 6x7x6, kernel 3x3x2, stride (3, 3, 2), padding ((1, 0), (1, 2),
+# (1, 1))). For 3-D convolutions with a stride > 1 the input gradient is therefore written
+# out here as an explicitly zero-stuffed, stride-1 convolution (the same numbers), and
+# the kernel gradient is JAX's own. Cost of the workaround: forward-mode autodiff
+# (jax.jvp) is not available for those convolutions (custom_vjp); every other case keeps
+# JAX's rules untouched.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _lax_safe_grad(x, kernel, spec):
+    return _lax_forward(x, kernel, spec)
+
+
+def _lax_safe_grad_fwd(x, kernel, spec):
+    return _lax_forward(x, kernel, spec), (x, kernel)
+
+
+def _lax_safe_grad_bwd(spec, residuals, ct):
+    x, kernel = residuals
+    n = spec.num_spatial
+    axes = range(1, n + 1) if spec.channels_last else range(2, n + 2)
+    in_spatial = [x.shape[a] for a in axes]
+    pads = []
+    for w, f, s, (lo, hi), d in zip(
+        in_spatial, kernel.shape[:n], spec.stride, spec.padding, spec.dilation
+    ):
+        f_eff = d * (f - 1) + 1
+        extra = (w + lo + hi - f_eff) % s  # input rows the floor dropped get zero gradient
+        pads.append((f_eff - 1 - lo, f_eff - 1 - hi + extra))
+    # The barrier keeps XLA from folding the stuffing and the flip back into the
+    # convolution (as base dilation and window reversal), the form it crashed on.
+    stuffed, back = lax.optimization_barrier(
+        (
+            zero_stuff(ct, pads, spec.stride, spec.channels_last),
+            swap_io(kernel, spec.groups)[(slice(None, None, -1),) * n],
+        )
+    )
+    dx = lax.conv_general_dilated(
+        stuffed,
+        back.astype(stuffed.dtype),
+        window_strides=(1,) * n,
+        padding=((0, 0),) * n,
+        rhs_dilation=spec.dilation,
+        dimension_numbers=conv_dimension_numbers(n, spec.channels_last),
+        feature_group_count=spec.groups,
+        precision=spec.precision,
+    ).astype(x.dtype)
+    _, kernel_pullback = jax.vjp(lambda k: _lax_forward(x, k, spec), kernel)
+    (dkernel,) = kernel_pullback(ct)
+    return dx, dkernel
+
+
+_lax_safe_grad.defvjp(_lax_safe_grad_fwd, _lax_safe_grad_bwd)
+
+
+def _lax_apply(x, kernel, spec: ConvSpec):
+    if spec.num_spatial == 3 and any(s > 1 for s in spec.stride):
+        return _lax_safe_grad(x, kernel, spec)
+    return _lax_forward(x, kernel, spec)
 
 
 # --------------------------------------------------------------------------- "im2col"
