@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -301,6 +302,8 @@ def _pool_grid():
         def fn(
             x, pool=pool, ceil_mode=ceil_mode, padding=padding, dilation=dilation, layout=layout
         ):
+            if layout == "nchw":
+                x = jnp.moveaxis(x, -1, 1)  # same data, channels-first
             return pool(
                 x,
                 (2, 3),
