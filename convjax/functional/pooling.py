@@ -113,11 +113,11 @@ def max_pool(
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _max_pool_impl(x, geom, return_indices):
     xp = core.pad_to_windows(x, geom, core.lowest_value(x.dtype))
-    y = core.max_pool_padded(xp, geom)
+    y = core.max_pool_any(xp, geom)
     if not return_indices:
         return y
-    _, idx = core.max_argmax(lax.stop_gradient(xp), geom)
-    return y, core.flat_indices(idx, geom, y.ndim)
+    offsets = core.window_offsets(lax.stop_gradient(xp), geom)
+    return y, core.flat_indices(offsets, geom, y.ndim)
 
 
 def min_pool(
@@ -451,20 +451,57 @@ def _adaptive_max_impl(x, axes, in_spatial, out, return_indices):
     for a, w, o in reversed(list(zip(axes, in_spatial, out))):
         if w == o:
             continue
-        starts, ends = _bins(w, o)
-        width = max(e - s for s, e in zip(starts, ends))
-        # Short bins repeat their last element; a repeat comes later so never wins a tie.
-        table = np.array([[min(s + j, e - 1) for j in range(width)] for s, e in zip(starts, ends)])
-        gathered = jnp.take(x, jnp.asarray(table.reshape(-1)), axis=a)
-        gathered = gathered.reshape(x.shape[:a] + (o, width) + x.shape[a + 1 :])
-        pick = jnp.expand_dims(jnp.argmax(gathered, axis=a + 1), a + 1)
-        x = jnp.squeeze(jnp.take_along_axis(gathered, pick, axis=a + 1), a + 1)
-        fg = jnp.take(flat, jnp.asarray(table.reshape(-1)), axis=a)
-        fg = fg.reshape(flat.shape[:a] + (o, width) + flat.shape[a + 1 :])
-        flat = jnp.squeeze(jnp.take_along_axis(fg, pick, axis=a + 1), a + 1)
+        bins = tuple(zip(*_bins(w, o)))
+        if return_indices:
+            pos = _bin_winner(lax.stop_gradient(x), a, bins)
+            flat = _pick(flat, pos, a)
+        x = _bin_max(x, a, bins)
     if return_indices:
         return x, flat
     return x
+
+
+def _bin_mask(axis, bins, ndim, w):
+    """Static membership mask, shape 1s except ``(O, W)`` at ``(axis, axis + 1)``."""
+    m = np.zeros((len(bins), w), bool)
+    for i, (s, e) in enumerate(bins):
+        m[i, s:e] = True
+    shape = [1] * (ndim + 1)
+    shape[axis], shape[axis + 1] = m.shape
+    return m.reshape(shape)
+
+
+def _bin_winner(x, axis, bins):
+    """Position along ``axis`` of the first maximum of each bin, shape with ``O`` at ``axis``."""
+    w = x.shape[axis]
+    xe = jnp.expand_dims(x, axis)  # (..., 1, W, ...): bins broadcast on the new axis
+    masked = jnp.where(_bin_mask(axis, bins, x.ndim, w), xe, core.lowest_value(x.dtype))
+    return jnp.argmax(masked, axis=axis + 1)  # first occurrence in each bin
+
+
+def _pick(v, pos, axis):
+    """``v`` at ``pos`` along ``axis``, as a masked sum: linear in ``v``, no gather/scatter."""
+    w = v.shape[axis]
+    shape = [1] * (v.ndim + 1)
+    shape[axis + 1] = w
+    hit = lax.broadcasted_iota(pos.dtype, shape, axis + 1) == jnp.expand_dims(pos, axis + 1)
+    return jnp.sum(jnp.where(hit, jnp.expand_dims(v, axis), jnp.zeros((), v.dtype)), axis + 1)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _bin_max(x, axis, bins):
+    xe = jnp.expand_dims(x, axis)
+    masked = jnp.where(_bin_mask(axis, bins, x.ndim, x.shape[axis]), xe, core.lowest_value(x.dtype))
+    return jnp.max(masked, axis=axis + 1)
+
+
+@_bin_max.defjvp
+def _bin_max_jvp(axis, bins, primals, tangents):
+    # max_pool's rule: the tangent of the first maximal element of each bin. Written as a
+    # masked sum, it transposes to a broadcast and a select instead of a scatter, which keeps
+    # XLA's compile time and run time small.
+    (x,), (t,) = primals, tangents
+    return _bin_max(x, axis, bins), _pick(t, _bin_winner(x, axis, bins), axis)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

@@ -39,6 +39,9 @@ __all__ = [
     "make_geometry",
     "pad_to_windows",
     "max_pool_padded",
+    "max_pool_any",
+    "window_offsets",
+    "axis_geometries",
     "max_argmax",
     "sum_windows",
     "flat_indices",
@@ -173,7 +176,7 @@ def make_geometry(
         o = conv_output_size(w, f, s, (lo, hi), d, ceil_mode=ceil_mode)
         out.append(o)
         used.append((o - 1) * s + f_eff)
-    return Geometry(
+    geom = Geometry(
         axes=axes,
         in_spatial=in_spatial,
         out_spatial=tuple(out),
@@ -183,6 +186,22 @@ def make_geometry(
         pads=pads,
         used=tuple(used),
     )
+    if any(d > 1 for d in dilation_t):
+        # Padding <= half the window keeps every undilated window on the input, but dilated
+        # taps can step over a small input entirely: such a window would see only padding.
+        for d, (w, f, s, dil, (lo, _), o) in enumerate(
+            zip(in_spatial, window_t, stride_t, dilation_t, pads, out)
+        ):
+            taps = np.arange(o)[:, None] * s - lo + np.arange(f)[None, :] * dil
+            empty = np.flatnonzero(((taps >= 0) & (taps < w)).sum(axis=1) == 0)
+            if empty.size:
+                raise ValueError(
+                    f"dilation={dilation!r} with padding={padding!r}: in spatial dimension {d} "
+                    f"(size {w}) the window at output {int(empty[0])} has taps "
+                    f"{taps[empty[0]].tolist()}, all in the padding; use a smaller dilation "
+                    f"or less padding."
+                )
+    return geom
 
 
 def lowest_value(dtype):
@@ -345,28 +364,88 @@ def index_dtype():
     return jax.dtypes.canonicalize_dtype(jnp.int64)
 
 
-def flat_indices(idx, geom: Geometry, out_ndim: int):
+def axis_geometries(geom: Geometry) -> list[tuple[int, Geometry]]:
+    """One 1-D geometry per spatial dimension, for an input already padded to ``geom.used``.
+
+    Listed innermost dimension first: pooling the last spatial dimension first and the first
+    dimension last, each with the first-maximum rule, picks the first maximum of the whole
+    box in row-major order (the smallest row holding the maximum, then its first column),
+    so the separable pool has exactly the same tie rule as the full one.
+    """
+    out = []
+    for d in reversed(range(len(geom.axes))):
+        out.append(
+            (
+                d,
+                Geometry(
+                    axes=(geom.axes[d],),
+                    in_spatial=(geom.used[d],),
+                    out_spatial=(geom.out_spatial[d],),
+                    window=(geom.window[d],),
+                    stride=(geom.stride[d],),
+                    dilation=(geom.dilation[d],),
+                    pads=((0, 0),),
+                    used=(geom.used[d],),
+                ),
+            )
+        )
+    return out
+
+
+def max_pool_any(xp, geom: Geometry):
+    """Max pooling of a padded input with the custom derivative.
+
+    Tiling windows: one reshape-and-max. Otherwise a box max is separable, so pool one
+    dimension at a time: ``sum(F)`` window slices instead of ``prod(F)`` (9 instead of 27
+    for a 3x3x3 window), in the forward and the backward pass.
+    """
+    if geom.tiles or len(geom.axes) == 1:
+        return max_pool_padded(xp, geom)
+    y = xp
+    for _, g1 in axis_geometries(geom):
+        y = max_pool_padded(y, g1)
+    return y
+
+
+def window_offsets(xp, geom: Geometry):
+    """Per spatial dimension, the window offset of each output's winner (first maximum)."""
+    if geom.tiles or len(geom.axes) == 1:
+        _, k = max_argmax(xp, geom)
+        k = k.astype(jnp.int32)
+        offsets, inner = [None] * len(geom.axes), 1
+        for d in reversed(range(len(geom.axes))):
+            offsets[d] = (k // inner) % geom.window[d]
+            inner *= geom.window[d]
+        return offsets
+    y, offsets = xp, {}
+    for d, g1 in axis_geometries(geom):
+        y, k = max_argmax(y, g1)
+        k = k.astype(jnp.int32)
+        # Offsets found for inner dimensions follow the rows this dimension picked.
+        for dd in offsets:
+            cases = list(window_slices(offsets[dd], g1))
+            offsets[dd] = lax.select_n(k, *cases) if len(cases) > 1 else cases[0]
+        offsets[d] = k
+    return [offsets[d] for d in range(len(geom.axes))]
+
+
+def flat_indices(offsets, geom: Geometry, out_ndim: int):
     """PyTorch-style flat per-channel index of each window's winner in the UNPADDED input.
 
     ``index = sum_d position_d * prod(in_spatial[d+1:])`` with
-    ``position_d = o_d * stride_d + i_d * dilation_d - pad_lo_d``.
+    ``position_d = o_d * stride_d + offset_d * dilation_d - pad_lo_d``.
     """
     dt = index_dtype()
-    idx = idx.astype(dt)
     flat = jnp.zeros((), dt)
     inner = 1
-    win_inner = 1
-    n = len(geom.axes)
-    for d in reversed(range(n)):
-        a, f, s, dil = geom.axes[d], geom.window[d], geom.stride[d], geom.dilation[d]
-        i_d = (idx // win_inner) % f
+    for d in reversed(range(len(geom.axes))):
+        a, s, dil = geom.axes[d], geom.stride[d], geom.dilation[d]
         shape = [1] * out_ndim
         shape[a] = geom.out_spatial[d]
         o_d = lax.broadcasted_iota(dt, shape, a)
-        pos = o_d * s + i_d * dil - geom.pads[d][0]
+        pos = o_d * s + offsets[d].astype(dt) * dil - geom.pads[d][0]
         flat = flat + pos * inner
         inner *= geom.in_spatial[d]
-        win_inner *= f
     return flat
 
 
