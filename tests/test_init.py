@@ -9,11 +9,18 @@ import pytest
 
 import convjax.functional as cf
 
+KEY = jax.random.key(0)
+
+
+def _shapes(init, *args, **kwargs):
+    # Shapes and dtypes without drawing numbers: eval_shape traces but compiles nothing.
+    return jax.eval_shape(lambda k: init(k, *args, **kwargs), KEY)
+
 
 def test_seed_parameter_count_760():
     # 32x32x3 input, ten 5x5 filters: each filter 5*5*3 + 1 = 76 parameters, 760 in all.
     assert cf.conv_param_count(5, 3, 10) == 760
-    p = cf.conv_init(jax.random.key(0), 5, 3, 10)
+    p = _shapes(cf.conv_init, 5, 3, 10)
     assert p["kernel"].shape == (5, 5, 3, 10) and p["bias"].shape == (10,)
     assert sum(a.size for a in jax.tree.leaves(p)) == 760
 
@@ -27,7 +34,7 @@ def test_param_counts_other_cases():
     assert cf.conv_param_count(3, 2, 4, num_spatial=3) == 27 * 2 * 4 + 4
     assert cf.conv_param_count((3, 3, 2, 16), None, None, groups=4) == 9 * 2 * 16 + 16
     assert cf.dense_param_count(4096, 1000) == 4097000
-    p = cf.conv_init(jax.random.key(0), 3, 8, 16, groups=4)
+    p = _shapes(cf.conv_init, 3, 8, 16, groups=4)
     assert sum(a.size for a in jax.tree.leaves(p)) == cf.conv_param_count(3, 8, 16, groups=4)
 
 
@@ -87,17 +94,18 @@ def test_init_is_deterministic_and_key_dependent():
 
 
 def test_init_options():
-    p = cf.conv_init(jax.random.key(0), (3, 5), 4, 6, use_bias=False, dtype=jnp.bfloat16)
+    p = _shapes(cf.conv_init, (3, 5), 4, 6, use_bias=False, dtype=jnp.bfloat16)
     assert set(p) == {"kernel"} and p["kernel"].shape == (3, 5, 4, 6)
     assert p["kernel"].dtype == jnp.bfloat16
-    p = cf.conv_init(jax.random.key(0), 3, 4, 6, num_spatial=1)
-    assert p["kernel"].shape == (3, 4, 6)
-    p = cf.conv_init(jax.random.key(0), 3, 4, 6, num_spatial=3)
-    assert p["kernel"].shape == (3, 3, 3, 4, 6)
-    p = cf.conv_init(jax.random.key(0), (3, 3, 2, 8), groups=2)
+    assert _shapes(cf.conv_init, 3, 4, 6, num_spatial=1)["kernel"].shape == (3, 4, 6)
+    assert _shapes(cf.conv_init, 3, 4, 6, num_spatial=3)["kernel"].shape == (3, 3, 3, 4, 6)
+    p = _shapes(cf.conv_init, (3, 3, 2, 8), groups=2)
     assert p["kernel"].shape == (3, 3, 2, 8) and p["bias"].shape == (8,)
-    p = cf.dense_init(jax.random.key(0), 3, 2, use_bias=False)
-    assert set(p) == {"kernel"}
+    assert set(_shapes(cf.dense_init, 3, 2, use_bias=False)) == {"kernel"}
+    # Real draws: the bias is zeros, the kernel is not.
+    p = cf.conv_init(KEY, 3, 4, 8)
+    np.testing.assert_array_equal(p["bias"], np.zeros(8))
+    assert np.all(p["kernel"] != 0)
 
 
 def test_init_errors():
