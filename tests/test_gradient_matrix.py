@@ -85,9 +85,6 @@ FAST_CONV = {
     "flip": dict(flip=True, padding=1),
     "channels_first": dict(channels_last=False, stride=2, padding=1),
     "unbatched_no_bias": dict(batch=None, bias=False, padding="SAME"),
-    "im2col": dict(impl="im2col", stride=2, dilation=(1, 2), groups=2, cin=4, padding=1),
-    "direct": dict(impl="direct", stride=2, dilation=(2, 1), groups=2, cin=4, padding="SAME"),
-    "fft": dict(impl="fft", stride=2, dilation=2, groups=2, cin=4, padding="FULL"),
     "conv3d": dict(nd=3, padding=1, stride=2, cout=2),
 }
 
@@ -95,6 +92,22 @@ FAST_CONV = {
 @pytest.mark.parametrize("name", list(FAST_CONV))
 def test_conv_fast(name):
     fn, args = _conv_case(**FAST_CONV[name])
+    _check(fn, *args)
+
+
+# Every registered implementation (new ones are picked up automatically), options combined.
+IMPL_OPTIONS = [
+    dict(stride=2, dilation=(1, 2), groups=2, padding=1),
+    dict(stride=(2, 1), dilation=(2, 1), groups=2, padding="SAME", padding_mode="reflect"),
+    dict(stride=2, dilation=2, groups=4, padding="FULL", flip=True),
+    dict(stride=1, dilation=1, groups=1, padding="CAUSAL", channels_last=False),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_conv_every_impl_fast(impl):
+    opts = IMPL_OPTIONS[IMPLS.index(impl) % len(IMPL_OPTIONS)]
+    fn, args = _conv_case(impl=impl, cin=4, **opts)
     _check(fn, *args)
 
 

@@ -15,9 +15,10 @@ flattened into one vector ``x`` (n entries) and every floating output leaf into 
   output basis vector when ``m <= max_output_size`` (the full Jacobian), otherwise
   ``num_output_projections`` random Gaussian cotangents.
 
-A value passes when ``|analytic - numeric| <= atol + rtol * |numeric| + noise``, where
-``noise = 8 * eps_machine * sum|f| / h`` bounds the rounding error of the differences (it
-grows with the size of the function's values, not with the derivative).
+A value passes when ``|analytic - numeric| <= atol + rtol * |numeric| + 3 * noise``, where
+``noise = 8 * eps_machine * sum|f| / h`` (the sum over the five evaluations) bounds the
+rounding error of the differences: it grows with the size of the function's values, not
+with the derivative, so a loss of 1e6 is checked less tightly than a loss of 1.
 
 Kinks
 -----
