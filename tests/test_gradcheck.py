@@ -365,3 +365,29 @@ def test_gradcheck_option_errors():
         gradcheck(lambda x: jnp.argmax(x), X)
     with pytest.raises(ValueError, match=r"needs at least one argument"):
         gradcheck(f)
+
+
+def test_catches_flipped_kernel_gradient_in_a_conv_rule():
+    # A realistic planted bug: a hand-written conv VJP whose kernel gradient is spatially
+    # flipped (true convolution instead of cross-correlation). dx is right.
+    def conv(x, k):
+        return cf.conv(x, k, padding="SAME")
+
+    def make(flipped):
+        @jax.custom_vjp
+        def f(x, k):
+            return conv(x, k)
+
+        def bwd(res, g):
+            dx, dk = jax.vjp(conv, *res)[1](g)
+            return dx, (dk[::-1, ::-1] if flipped else dk)
+
+        f.defvjp(lambda x, k: (conv(x, k), (x, k)), bwd)
+        return f
+
+    rng = np.random.default_rng(7)
+    x, k = rng.normal(size=(1, 4, 4, 2)), rng.normal(size=(3, 3, 2, 2))
+    with pytest.raises(GradcheckError, match=r"Worst: args\[1\] at index \(\d, \d, \d, \d\)"):
+        gradcheck(make(True), x, k)
+    assert gradcheck(make(True), x, k, argnums=0).passed
+    assert gradcheck(make(False), x, k).passed
