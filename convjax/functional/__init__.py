@@ -28,6 +28,9 @@ from convjax.functional.conv import (
     conv_transpose,
     transpose_kernel,
 )
+
+# importing conv_auto (and through it conv_winograd) registers impl="auto" and "winograd"
+from convjax.functional.conv_auto import clear_auto_cache, configure_auto
 from convjax.functional.conv_impls import CONV_IMPLS, ConvImpl, ConvSpec, register_conv_impl
 from convjax.functional.padding import PADDING_MODES, pad
 
