@@ -1,0 +1,150 @@
+"""PNG figures of a finished run (matplotlib, Agg backend: no display needed).
+
+- :func:`plot_learning_curves`: train loss and train/validation/test accuracy per epoch.
+- :func:`plot_first_layer_filters`: the first convolution's kernels as a grid of small images
+  (one per output filter; an RGB image when the layer has 3 input channels, else the mean
+  over input channels), each scaled to its own range -- the seeds' way of checking that
+  first-layer filters are smooth, not noisy.
+- :func:`plot_activation_maps`: one test image through the network: the feature maps after
+  each activation / pooling layer of ``model.features`` (the first 16 channels of each).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+from flax import nnx
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+
+def _series(history: Mapping[str, list], name: str):
+    """``(epochs, values)`` of the non-None entries of ``history[name]`` (epochs from 1)."""
+    vals = history.get(name) or []
+    pts = [(i + 1, v) for i, v in enumerate(vals) if v is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot_learning_curves(history: Mapping[str, list], path) -> Path:
+    """Save loss and accuracy per epoch (``history`` lists, one entry per epoch, None = not
+    measured that epoch)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for name, label in (("train_loss", "train"), ("val_loss", "validation"), ("test_loss", "test")):
+        e, v = _series(history, name)
+        if v:
+            ax1.plot(e, v, "o-", label=label)
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    for name, label in (
+        ("train_accuracy", "train"),
+        ("val_accuracy", "validation"),
+        ("test_accuracy", "test"),
+    ):
+        e, v = _series(history, name)
+        if v:
+            ax2.plot(e, 100 * np.asarray(v), "o-", label=label)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def first_conv_kernel(model: nnx.Module, input_shape) -> np.ndarray | None:
+    """The kernel (HWIO) of the first 2-D convolution the model *calls* (not the first in
+    attribute order, where ``classifier`` sorts before ``features``), or None."""
+    import convjax.inspect as ci
+
+    for call in ci.trace_model(model, tuple(input_shape)):
+        kernel = getattr(call.module, "kernel", None)
+        if kernel is None or len(kernel.shape) != 4:
+            continue
+        obj = model
+        for part in call.name.split("#")[0].split("."):
+            obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+        return np.asarray(obj.kernel[...])
+    return None
+
+
+def plot_first_layer_filters(model: nnx.Module, input_shape, path) -> Path | None:
+    """Save a grid of the first conv layer's filters; None if the model has no 2-D conv."""
+    k = first_conv_kernel(model, input_shape)
+    if k is None:
+        return None
+    h, w, cin, cout = k.shape
+    cols = math.ceil(math.sqrt(cout))
+    rows = math.ceil(cout / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= cout:
+            continue
+        f = k[:, :, :, i]
+        f = f if cin == 3 else f.mean(-1)
+        f = (f - f.min()) / (f.max() - f.min() + 1e-12)
+        ax.imshow(f, cmap=None if cin == 3 else "gray", interpolation="nearest")
+    fig.suptitle(f"first conv layer: {cout} filters {h}x{w}x{cin}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def activation_maps(model: nnx.Module, x) -> list[tuple[str, np.ndarray]]:
+    """``[(layer name, (H, W, C) maps)]`` of one image ``x`` (H, W, C) through ``model.features``.
+
+    Runs the layers of ``model.features`` (a ``convjax.nn.Sequential``) one by one in eval mode
+    and keeps the outputs of activation and pooling layers (4-D outputs only).
+    """
+    features = getattr(model, "features", None)
+    if features is None or not hasattr(features, "layers"):
+        return []
+    model.eval()
+    h = jnp.asarray(x)[None]
+    out = []
+    for i, layer in enumerate(features.layers):
+        h = layer(h)
+        kind = type(layer).__name__
+        is_act = (
+            not isinstance(layer, nnx.Module)
+            or "Pool" in kind
+            or kind
+            in (
+                "Activation",
+                "ReLU",
+            )
+        )
+        if h.ndim == 4 and (is_act or i == len(features.layers) - 1):
+            out.append((f"{i}: {kind}", np.asarray(h[0])))
+    return out
+
+
+def plot_activation_maps(model, x, path, *, label: str = "", channels: int = 16) -> Path | None:
+    """Save the activation maps of one image (see :func:`activation_maps`); None if none."""
+    maps = activation_maps(model, x)
+    if not maps:
+        return None
+    rows = len(maps) + 1
+    cols = channels
+    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols, 1.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    img = np.asarray(x)
+    axes[0, 0].imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray")
+    axes[0, 0].set_title(label or "input", fontsize=7)
+    for r, (name, a) in enumerate(maps, start=1):
+        for c in range(min(cols, a.shape[-1])):
+            axes[r, c].imshow(a[..., c], cmap="viridis")
+        axes[r, 0].set_title(name, fontsize=6, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)

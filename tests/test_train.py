@@ -1,0 +1,421 @@
+"""convjax.train: optimizer/schedules, pure steps, loop forms, checkpoints, exact resume,
+SIGTERM, NaN stop, early stopping, metrics -- on tiny models and real Fashion-MNIST subsets."""
+
+import json
+import math
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import convjax.functional as cf
+from convjax import data as cdata
+from convjax.models import PatternCNN
+from convjax.train import loops, metrics, optim, trainer
+from convjax.train.checkpoint import Checkpointer
+from convjax.train.state import create_train_state, rng_stream_names
+from convjax.train.steps import make_eval_step, make_train_step, smoothed_cross_entropy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_config_module(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_cfg_{name}", f"{ROOT}/configs/{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+default_config = _load_config_module("default")
+
+
+def tiny_config(**overrides):
+    """The default config shrunk: smoke subsets and a 4/8-filter PatternCNN."""
+    c = default_config.get_config("smoke")
+    c.model.widths = (4, 8)
+    c.model.fc_widths = (16,)
+    c.progress = False
+    c.verbose = False
+    c.loop = "unrolled"
+    c.steps_per_call = 4  # 512 // 64 = 8 steps per epoch: two chunks, one compile
+    for k, v in overrides.items():
+        target = c
+        *parents, leaf = k.split(".")
+        for p in parents:
+            target = target[p]
+        target[leaf] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    ds = cdata.load_dataset("fashion_mnist")
+    return ds.train_images[:256], ds.train_labels[:256]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """One tiny model, state (with EMA) and jitted step shared by the step tests (one compile)."""
+    model_def, state, step = _setup(tiny_config(schedule="constant", learning_rate=0.05), True)
+    return model_def, state, step, jax.jit(step)
+
+
+def _setup(config, ema=False):
+    model = PatternCNN((28, 28, 1), 10, rngs=nnx.Rngs(0), widths=(4, 8), fc_widths=(16,))
+    tx = optim.make_optimizer(config, 10)
+    model_def, state = create_train_state(model, tx, ema=ema)
+    step = make_train_step(
+        model_def,
+        tx,
+        mean=[0.286],
+        std=[0.353],
+        ema_decay=0.9 if ema else 0.0,
+        rng_streams=rng_stream_names(model),
+    )
+    return model_def, state, step
+
+
+# ---------------------------------------------------------------------------- optimizer
+
+
+def test_onecycle_schedule_hand_values():
+    c = tiny_config(num_epochs=2, learning_rate=0.4)
+    s = optim.make_schedule(c, steps_per_epoch=50)  # 100 steps, peak at step 25
+    assert math.isclose(float(s(0)), 0.04, rel_tol=1e-6)  # lr / div_factor
+    assert math.isclose(float(s(25)), 0.4, rel_tol=1e-6)
+    assert math.isclose(float(s(100)), 0.4 / 1000, rel_tol=1e-4)  # lr / (div * final_div)
+    c.schedule = "cosine"
+    c.warmup_epochs = 0.5
+    s = optim.make_schedule(c, steps_per_epoch=50)
+    assert float(s(0)) == 0.0 and math.isclose(float(s(25)), 0.4, rel_tol=1e-6)
+    assert math.isclose(float(s(100)), 0.0, abs_tol=1e-7)
+    c.schedule = "constant"
+    assert math.isclose(float(optim.make_schedule(c, 50)(60)), 0.4, rel_tol=1e-6)
+
+
+def test_optimizer_errors():
+    c = tiny_config()
+    c.schedule = "linear"
+    with pytest.raises(ValueError, match=r"config.schedule='linear' is not supported"):
+        optim.make_schedule(c, 10)
+    c = tiny_config(optimizer="rmsprop")
+    with pytest.raises(ValueError, match=r"config.optimizer='rmsprop' is not supported"):
+        optim.make_optimizer(c, 10)
+    c = tiny_config(onecycle_pct_start=1.5)
+    with pytest.raises(ValueError, match=r"onecycle_pct_start=1.5 must be in \(0, 1\)"):
+        optim.make_schedule(c, 10)
+    c = tiny_config(weight_decay=-1.0)
+    with pytest.raises(ValueError, match=r"config.weight_decay=-1.0 must be a number >= 0"):
+        optim.make_optimizer(c, 10)
+    c = tiny_config(momentum=1.0)
+    with pytest.raises(ValueError, match=r"config.momentum=1.0 must be in \[0, 1\)"):
+        optim.make_optimizer(c, 10)
+    with pytest.raises(ValueError, match=r"steps_per_epoch=0 must be >= 1"):
+        optim.make_schedule(tiny_config(), 0)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_weight_decay_only_on_kernels(name):
+    c = tiny_config(
+        optimizer=name, schedule="constant", learning_rate=0.1, weight_decay=0.5, momentum=0.0
+    )
+    tx = optim.make_optimizer(c, 10)
+    params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones((3,))}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    upd, _ = tx.update(zeros, tx.init(params), params)
+    new = optax.apply_updates(params, upd)
+    # SGD (no momentum): g = 0 + 0.5 * w -> w - 0.1 * 0.5 = 0.95.
+    # AdamW (decoupled; Adam's part is 0 for zero gradients): w - 0.1 * 0.5 * w = 0.95.
+    np.testing.assert_allclose(new["kernel"], 0.95, rtol=1e-6)
+    np.testing.assert_allclose(new["bias"], 1.0)
+
+
+def test_sgd_nesterov_matches_hand_update():
+    c = tiny_config(schedule="constant", learning_rate=0.1, weight_decay=0.0, momentum=0.9)
+    tx = optim.make_optimizer(c, 10)
+    p = {"w": jnp.array([1.0])}
+    g = {"w": jnp.array([2.0])}
+    s = tx.init(p)
+    u1, s = tx.update(g, s, p)
+    u2, s = tx.update(g, s, p)
+    # Nesterov: v1 = g = 2, step = -(g + 0.9 v1) * lr = -0.38; v2 = 0.9*2 + 2 = 3.8,
+    # step = -(2 + 0.9 * 3.8) * 0.1 = -0.542.
+    np.testing.assert_allclose(u1["w"], [-0.38], rtol=1e-6)
+    np.testing.assert_allclose(u2["w"], [-0.542], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def test_smoothed_cross_entropy_traced_equals_concrete():
+    logits = jax.random.normal(jax.random.key(0), (5, 7))
+    labels = jnp.array([0, 3, 6, 2, 2])
+    want = cf.softmax_cross_entropy(logits, labels, label_smoothing=0.3)
+    got = jax.jit(smoothed_cross_entropy)(logits, labels, jnp.float32(0.3))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # Hand formula for one example: (1 - eps) * (-log p_y) + eps * mean_j(-log p_j).
+    logp = np.asarray(jax.nn.log_softmax(logits[:1]))
+    hand = 0.7 * -logp[0, 0] + 0.3 * -logp[0].mean()
+    np.testing.assert_allclose(smoothed_cross_entropy(logits[:1], labels[:1], 0.3), hand, 1e-6)
+
+
+def test_train_step_decreases_loss(fmnist, tiny):
+    images, labels = fmnist
+    _, state, _, jstep = tiny
+    batch = {"image": jnp.asarray(images[:32]), "label": jnp.asarray(labels[:32])}
+    losses = []
+    for i in range(15):
+        state, m = jstep(state, batch, jax.random.key(i), {"label_smoothing": 0.1})
+        losses.append(float(m["loss"]))
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert int(state.step) == 15
+
+
+def test_train_step_is_deterministic_in_key_and_uses_dropout(fmnist):
+    images, labels = fmnist
+    c = tiny_config()
+    model = PatternCNN((28, 28, 1), 10, rngs=nnx.Rngs(0), widths=(4,), fc_widths=(16,), dropout=0.5)
+    tx = optim.make_optimizer(c, 10)
+    model_def, state = create_train_state(model, tx)
+    step = jax.jit(
+        make_train_step(model_def, tx, mean=[0.3], std=[0.3], rng_streams=rng_stream_names(model))
+    )
+    batch = {"image": jnp.asarray(images[:32]), "label": jnp.asarray(labels[:32])}
+    hp = {"label_smoothing": 0.0}
+    l1 = float(step(state, batch, jax.random.key(1), hp)[1]["loss"])
+    l2 = float(step(state, batch, jax.random.key(1), hp)[1]["loss"])
+    l3 = float(step(state, batch, jax.random.key(2), hp)[1]["loss"])
+    assert l1 == l2 and l1 != l3  # same key, same masks; another key, other masks
+
+
+def test_ema_tracks_params(fmnist, tiny):
+    images, labels = fmnist
+    _, state, _, jstep = tiny
+    batch = {"image": jnp.asarray(images[:32]), "label": jnp.asarray(labels[:32])}
+    new, _ = jstep(state, batch, jax.random.key(0), {"label_smoothing": 0.1})
+    # ema = 0.9 * old + 0.1 * new params
+    for e, old, p in zip(
+        jax.tree.leaves(new.ema_params), jax.tree.leaves(state.params), jax.tree.leaves(new.params)
+    ):
+        np.testing.assert_allclose(e, 0.9 * old + 0.1 * p, rtol=1e-5, atol=1e-7)
+
+
+def test_eval_step_counts_correct(fmnist, tiny):
+    images, labels = fmnist
+    model_def, state, _, _ = tiny
+    ev = jax.jit(make_eval_step(model_def, mean=[0.286], std=[0.353]))
+    m = ev(state, jnp.asarray(images[:50]), jnp.asarray(labels[:50]))
+    from convjax.train.state import merge_model
+
+    model = merge_model(model_def, state.params, state.batch_stats)
+    model.eval()
+    logits = model(cdata.normalize(images[:50], [0.286], [0.353]))
+    assert int(m["correct"]) == int(np.sum(np.argmax(np.asarray(logits), -1) == labels[:50]))
+    np.testing.assert_allclose(
+        float(m["loss_sum"]) / 50, float(cf.softmax_cross_entropy(logits, labels[:50])), rtol=1e-5
+    )
+
+
+# ---------------------------------------------------------------------------- loop forms
+
+
+def test_chunks_align_to_k():
+    assert loops.chunks(0, 8, 3) == [(0, 3), (3, 3), (6, 2)]
+    assert loops.chunks(3, 8, 3) == [(3, 3), (6, 2)]
+    assert loops.chunks(4, 8, 3) == [(4, 2), (6, 2)]
+    assert loops.chunks(8, 8, 3) == []
+
+
+def test_loop_forms_agree(fmnist, tiny):
+    images, labels = fmnist
+    _, state0, step, _ = tiny  # constant lr 0.05: small steps keep float32 differences small
+    x, y = jnp.asarray(images), jnp.asarray(labels)
+    order = cdata.epoch_permutation(jax.random.key(0), 256, 32)
+    key = jax.random.key(7)
+    hp = {"label_smoothing": 0.1}
+    results = {}
+    for form, k in (("step", 1), ("scan", 2), ("unrolled", 2)):
+        st = jax.tree.map(jnp.array, state0)
+        multi = loops.make_multi_step(step, form, k)
+        losses = []
+        for b in range(0, 2, k):
+            st, m = multi(st, x, y, order, b, key, hp)
+            losses += list(np.asarray(m["loss"]))
+        results[form] = (st, losses)
+    for form in ("scan", "unrolled"):
+        np.testing.assert_allclose(results[form][1], results["step"][1], rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(results[form][0]), jax.tree.leaves(results["step"][0])):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-4)  # float32 reassociation
+
+
+def test_loop_form_errors():
+    with pytest.raises(ValueError, match=r"loop form 'while' is not one of"):
+        loops.check_form("while", 2)
+    with pytest.raises(ValueError, match=r"steps_per_call=0 must be an int >= 1"):
+        loops.check_form("scan", 0)
+    with pytest.raises(ValueError, match=r"loop form 'step' runs one step per call"):
+        loops.make_multi_step(lambda *a: a, "step", 2)
+    assert loops.best_form("cpu")[0] in loops.FORMS
+
+
+# ---------------------------------------------------------------------------- config errors
+
+
+def test_prepare_config_errors():
+    with pytest.raises(ValueError, match=r"config.ema_decay=1.5 must be in \[0, 1\)"):
+        trainer.prepare_config(tiny_config(ema_decay=1.5))
+    with pytest.raises(ValueError, match=r"config.num_epochs=0 must be an int >= 1"):
+        trainer.prepare_config(tiny_config(num_epochs=0))
+    with pytest.raises(ValueError, match=r"config.label_smoothing=2.0 must be in \[0, 1\]"):
+        trainer.prepare_config(tiny_config(label_smoothing=2.0))
+    with pytest.raises(ValueError, match=r"config.validation_size=-1 must be an int >= 0"):
+        trainer.prepare_config(tiny_config(validation_size=-1))
+    with pytest.raises(ValueError, match=r"loop form 'fast' is not one of"):
+        trainer.prepare_config(tiny_config(loop="fast"))
+    with pytest.raises(ValueError, match=r"config.model.name='ResNet99' is not a model"):
+        trainer.make_model(tiny_config(**{"model.name": "ResNet99"}), (28, 28, 1), 10)
+
+
+def test_smoke_shrinks_sizes():
+    c = trainer.prepare_config(default_config.get_config("smoke"))
+    assert (c.train_subset, c.test_subset, c.num_epochs, c.batch_size) == (512, 256, 2, 64)
+    full = trainer.prepare_config(default_config.get_config())
+    assert full.train_subset == 0 and full.num_epochs == 3
+
+
+# ---------------------------------------------------------------------------- whole runs
+
+
+def _history_without_times(results):
+    h = dict(results["history"])
+    for k in ("epoch_time_s", "images_per_s"):
+        h.pop(k)
+    return h
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("full")
+    return wd, trainer.train_and_evaluate(tiny_config(), wd)
+
+
+def test_run_writes_artifacts_and_learns(uninterrupted):
+    wd, r = uninterrupted
+    for name in (
+        "config.json",
+        "summary.txt",
+        "metrics.jsonl",
+        "results.json",
+        "learning_curves.png",
+        "first_layer_filters.png",
+        "activation_maps.png",
+    ):
+        assert (wd / name).stat().st_size > 0, name
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(wd / "tensorboard"))
+    assert json.loads((wd / "results.json").read_text())["test_accuracy"] == r["test_accuracy"]
+    assert r["epochs_run"] == 2 and r["steps"] == 16
+    assert r["test_accuracy"] > 0.3  # 10 classes: chance is 0.1
+    recs = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in recs if x["kind"] == "epoch"] == [1, 2]
+    assert "Total params" in (wd / "summary.txt").read_text()
+
+
+def test_sigterm_checkpoints_and_resume_is_exact(uninterrupted, tmp_path, monkeypatch):
+    """A real SIGTERM mid-epoch 1: clean stop with a checkpoint; resuming ends bit-identical."""
+    _, full = uninterrupted
+    calls = {"n": 0}
+    real_get = loops.StepCache.get
+
+    def get(self, n):
+        fn = real_get(self, n)
+
+        def wrapped(*args):
+            out = fn(*args)
+            calls["n"] += 1
+            if calls["n"] == 3:  # first chunk of epoch 2 (epoch 1 = 2 chunks)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return out
+
+        return wrapped
+
+    monkeypatch.setattr(loops.StepCache, "get", get)
+    with pytest.raises(trainer.TrainingInterrupted, match=r"SIGTERM received: checkpoint saved"):
+        trainer.train_and_evaluate(tiny_config(), tmp_path)
+    assert Checkpointer(tmp_path).latest_step() == 8 + 4  # epoch 1 (8) + one chunk of 4
+    monkeypatch.setattr(loops.StepCache, "get", real_get)
+    resumed = trainer.train_and_evaluate(tiny_config(), tmp_path)
+    assert _history_without_times(resumed) == _history_without_times(full)
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    assert resumed["test_loss"] == full["test_loss"]
+    epochs = [
+        json.loads(line)
+        for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "epoch"
+    ]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+
+
+def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path):
+    trainer.train_and_evaluate(tiny_config(num_epochs=1), tmp_path)
+    assert Checkpointer(tmp_path).latest_step() == 8
+    # Continue the same run with an absurd learning rate: the loss overflows in epoch 2.
+    c = tiny_config(num_epochs=2, schedule="constant", learning_rate=1e30)
+    with pytest.raises(
+        trainer.NonFiniteLossError, match=r"loss is (nan|inf) at step \d+ \(epoch 2"
+    ):
+        trainer.train_and_evaluate(c, tmp_path)
+    assert Checkpointer(tmp_path).latest_step() == 8  # the last good one
+
+
+def test_early_stopping_on_validation(tmp_path):
+    # No batch norm (its running statistics move even at lr 0) and a learning rate of ~0 leave
+    # validation accuracy unchanged: no improvement after epoch 1, stop after epoch 1 + 2.
+    c = tiny_config(
+        **{"model.batch_norm": False},
+        num_epochs=5,
+        schedule="constant",
+        learning_rate=1e-12,
+        validation_size=64,
+        early_stopping_patience=2,
+    )
+    c.smoke = False  # keep patience 2 and 5 epochs; sizes set by hand
+    c.train_subset, c.test_subset, c.batch_size, c.eval_batch_size = 256, 64, 64, 64
+    r = trainer.train_and_evaluate(c, tmp_path)
+    assert r["stopped_early"] and r["epochs_run"] == 3
+    assert len(set(r["history"]["val_accuracy"])) == 1
+    assert r["val_accuracy"] is not None
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_metrics_writer_truncates_after_resume(tmp_path):
+    w = metrics.MetricsWriter(tmp_path, tensorboard=False)
+    for s in (5, 10, 15):
+        w.write("train_log", s, loss=1.0 / s)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train_lo')  # a line cut by SIGKILL
+    w.truncate_after(10)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10]
+
+
+def test_progress_bar_text():
+    bar = metrics.ProgressBar(10, "epoch 1/3")
+    assert bar.text(5, 0.5, 0.8, 700.0) == (
+        "epoch 1/3 [##########..........] 5/10 loss 0.5000 acc 80.0% 700 img/s"
+    )
+
+
+def test_config_fields_are_plain():
+    c = default_config.get_config()
+    assert isinstance(c, ml_collections.ConfigDict)
+    assert c.model.name == "PatternCNN"
