@@ -349,3 +349,20 @@ def test_unbatched_model_and_other_dtype():
     net = cnn.Sequential(cnn.Conv(1, 2, (3, 3), rngs=nnx.Rngs(0)))
     s = ci.summary(net, (6, 6, 1), batch_size=None, dtype=jnp.float32, print_fn=None)
     assert s.rows[0].output_shape == (4, 4, 2) and s.input_shape == (6, 6, 1)
+
+
+def test_channels_first_rows_match_channels_last():
+    def chain(channels_last):
+        r = nnx.Rngs(0)
+        return cnn.Sequential(
+            cnn.Conv(3, 4, (3, 5), stride=(1, 2), padding=1, rngs=r, channels_last=channels_last),
+            cnn.MaxPool((2, 2), channels_last=channels_last),
+            cnn.BatchNorm(4, channels_last=channels_last),
+        )
+
+    last = ci.summary(chain(True), (12, 14, 3), print_fn=None)
+    first = ci.summary(chain(False), (3, 12, 14), print_fn=None)
+    assert [r.flops for r in last.rows] == [r.flops for r in first.rows]
+    assert [r.macs_in_bounds for r in last.rows] == [r.macs_in_bounds for r in first.rows]
+    assert [r.receptive_field for r in last.rows] == [r.receptive_field for r in first.rows]
+    assert first.rows[1].receptive_field == ci.ReceptiveField((4, 7), (2, 4), (-1, -1))
