@@ -15,7 +15,9 @@ from convjax.nn import _trace
 
 
 def rngs(seed=0):
-    return nnx.Rngs(seed)
+    # The "rbg" PRNG compiles ~8x faster than threefry on CPU (0.17 s vs 1.5 s per new
+    # parameter shape measured here), and every layer takes any jax.random key.
+    return nnx.Rngs(jax.random.key(seed, impl="rbg"))
 
 
 def randn(shape, seed=0):

@@ -1,0 +1,45 @@
+"""Layer 4: the model zoo, one architecture family per file, built from ``convjax.nn``.
+
+Every model is ``Model(input_shape, num_classes, *, rngs, ...knobs)`` with ``input_shape``
+``(H, W, C)`` (one unbatched image) and is called on a batched NHWC array, returning
+``(N, num_classes)`` logits. Knobs are constructor arguments and public attributes.
+"""
+
+from convjax.models.alexnet import AlexNet
+from convjax.models.allcnn import AllCNNC
+from convjax.models.dilated import DilatedContextNet
+from convjax.models.lenet import LeNet5
+from convjax.models.pattern import POOL_KINDS, PatternCNN
+from convjax.models.resnet import (
+    BasicBlock,
+    Bottleneck,
+    CifarResNet,
+    ResNet,
+    ResNet18,
+    ResNet20,
+    ResNet34,
+    ResNet50,
+    ResNet56,
+)
+from convjax.models.vgg import VGG, VGG11, VGG16
+
+__all__ = [
+    "PatternCNN",
+    "POOL_KINDS",
+    "LeNet5",
+    "AlexNet",
+    "VGG",
+    "VGG11",
+    "VGG16",
+    "AllCNNC",
+    "ResNet",
+    "ResNet18",
+    "ResNet34",
+    "ResNet50",
+    "CifarResNet",
+    "ResNet20",
+    "ResNet56",
+    "BasicBlock",
+    "Bottleneck",
+    "DilatedContextNet",
+]
