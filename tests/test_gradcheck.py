@@ -205,6 +205,30 @@ def test_kink_at_tied_maxima_in_max_pooling():
     assert rep.passed and not rep.kinks
 
 
+def test_sign_error_at_a_kink_still_fails():
+    # relu'(0) = -1 is not between the one-sided derivatives 0 and 1.
+    @jax.custom_vjp
+    def relu_bad(x):
+        return cf.relu(x)
+
+    relu_bad.defvjp(
+        lambda x: (relu_bad(x), x),
+        lambda x, g: (g * jnp.where(x > 0, 1.0, jnp.where(x == 0, -1.0, 0.0)),),
+    )
+    with pytest.raises(GradcheckError, match=r"index \(0,\).* sits on a kink .* not between"):
+        gradcheck(relu_bad, np.array([0.0, 1.5, -2.0]))
+
+
+def test_nan_gradient_fails():
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sum(x**2)
+
+    f.defvjp(lambda x: (f(x), x), lambda x, g: (jnp.where(x > 1.0, jnp.nan, 2 * g * x),))
+    with pytest.raises(GradcheckError, match=r"index \(2,\).*analytic=nan"):
+        gradcheck(f, np.array([0.5, -0.3, 1.2]))
+
+
 def test_bug_at_smooth_point_is_not_hidden_as_kink():
     # Wrong relu derivative (slope 2 on the positive side) at points away from 0.
     @jax.custom_vjp

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -104,11 +105,36 @@ IMPL_OPTIONS = [
 ]
 
 
+# For implementations restricted to one kernel shape (Winograd F(2x2, 3x3): 2-D, 3x3,
+# stride 1, groups 1) when none of the combined options above is supported.
+RESTRICTED_OPTIONS = dict(ksize=(3, 3, 3), padding=1, padding_mode="replicate", flip=True)
+
+
+def _unsupported(impl, fn, args):
+    """The impl's own refusal (a ValueError naming it) for these options, or None.
+
+    ``eval_shape`` runs the Python-side checks without compiling anything. Only an error
+    that names the implementation counts: any other error is a real failure.
+    """
+    try:
+        jax.eval_shape(fn, *args)
+    except ValueError as err:
+        if str(err).startswith(f"impl={impl!r}"):
+            return str(err)
+        raise
+    return None
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_conv_every_impl_fast(impl):
-    opts = IMPL_OPTIONS[IMPLS.index(impl) % len(IMPL_OPTIONS)]
-    fn, args = _conv_case(impl=impl, cin=4, **opts)
-    _check(fn, *args)
+    start = IMPLS.index(impl) % len(IMPL_OPTIONS)
+    candidates = IMPL_OPTIONS[start:] + IMPL_OPTIONS[:start] + [RESTRICTED_OPTIONS]
+    for opts in candidates:
+        fn, args = _conv_case(impl=impl, cin=4, **opts)
+        if _unsupported(impl, fn, args) is None:
+            _check(fn, *args)
+            return
+    pytest.fail(f"impl={impl!r} supports none of the option sets {candidates}")
 
 
 FAST_TRANSPOSE = {
@@ -259,6 +285,21 @@ def _conv_grid():
             dict(impl=impl, nd=nd, padding="SAME", stride=2, dilation=1, groups=2, cin=2, cout=2),
             id=f"{impl}-{nd}d",
         )
+    # 3x3, stride 1, groups 1 for every impl (the only shape some implementations, such as
+    # Winograd F(2x2, 3x3), accept): every padding kind, modes and layouts cycled.
+    for impl, (i, padding) in itertools.product(IMPLS, enumerate(PADDINGS)):
+        mode = MODES[i % len(MODES)]
+        yield pytest.param(
+            dict(
+                impl=impl,
+                ksize=(3, 3, 3),
+                padding=padding,
+                padding_mode=mode,
+                flip=bool(i % 2),
+                channels_last=i % 3 != 2,
+            ),
+            id=f"{impl}-3x3-{padding}-{mode}",
+        )
     # Circular padding wider than the input wraps more than once.
     yield pytest.param(
         dict(nd=1, padding=((7, 6),), padding_mode="circular", in_size=(4,)), id="circular-wide"
@@ -269,6 +310,9 @@ def _conv_grid():
 @pytest.mark.parametrize("opts", list(_conv_grid()))
 def test_conv_grid(opts):
     fn, args = _conv_case(**opts)
+    reason = _unsupported(opts.get("impl", "lax"), fn, args)
+    if reason:
+        pytest.skip(reason)
     _check(fn, *args)
 
 
@@ -295,6 +339,9 @@ def _transpose_grid():
 @pytest.mark.parametrize("opts", list(_transpose_grid()))
 def test_conv_transpose_grid(opts):
     fn, args = _transpose_case(**opts)
+    reason = _unsupported(opts["impl"], fn, args)
+    if reason:
+        pytest.skip(reason)
     _check(fn, *args)
 
 

@@ -28,8 +28,10 @@ differences disagree there: ``fwd - bwd = (F(h) - 2F(0) + F(-h)) / h``. For a sm
 function this is ``h F''``, so it halves when ``h`` halves; a kink within a step of ``x``
 makes it jump by a step-independent amount instead. A compared value whose
 ``|d_{h/2} - d_h / 2|`` exceeds the tolerance is a *kink*: it is reported in
-``report.kinks`` (with both one-sided values) and neither fails nor passes the check
-(``kinks="fail"`` makes it a failure).
+``report.kinks`` (with both one-sided values) instead of being compared with the central
+difference. It still fails if the analytic value is not between the two one-sided values
+(a sign error at a kink is still an error); ``kinks="fail"`` fails every kink. NaN or inf
+on either side always fails.
 
 Precision
 ---------
@@ -71,6 +73,8 @@ class Mismatch:
       abs_err, rel_err: ``|analytic - numeric|`` and that divided by ``|numeric|``.
       allowed: the tolerance this value had to meet.
       forward, backward: one-sided differences (at step h/2); they differ at a kink.
+      at_kink: the value sits on a kink. It fails only if ``analytic`` is not between the
+        one-sided values (or with ``kinks="fail"``).
     """
 
     order: int
@@ -85,15 +89,21 @@ class Mismatch:
     allowed: float
     forward: float
     backward: float
+    at_kink: bool = False
 
     def describe(self) -> str:
         where = self.path if not self.index else f"{self.path} index {self.index}"
-        return (
+        text = (
             f"{where} -> {self.output} ({self.ad} mode, order {self.order}): "
             f"analytic={self.analytic:.10g}, numeric={self.numeric:.10g}, "
             f"abs err={self.abs_err:.3g}, rel err={self.rel_err:.3g} "
             f"(allowed abs err {self.allowed:.3g})"
         )
+        if self.at_kink:
+            text += (
+                f"; at a kink, one-sided forward={self.forward:.6g}, backward={self.backward:.6g}"
+            )
+        return text
 
 
 @dataclasses.dataclass
@@ -416,12 +426,22 @@ def _compare(
     # Kink: the one-sided disagreement does not scale with the step (see module docstring).
     kink_allowed = 2.0 * (atol + rtol * np.maximum(np.abs(fwd), np.abs(bwd))) + 16.0 * noise
     kink = np.abs(d2 - d1 / 2.0) > kink_allowed
-    fail = err > allowed
+    # NaN or inf on either side is a failure, never a silent pass (NaN > x is False).
+    finite = np.isfinite(a) & np.isfinite(n)
+    kink &= finite
+    smooth_fail = ~(err <= allowed)
+    # At a kink the analytic value must still be a valid one-sided derivative: inside
+    # [min(fwd, bwd), max(fwd, bwd)] up to a slack (5% of the jump absorbs the O(h)
+    # curvature in the one-sided differences). A sign error at a kink lands outside.
+    lo, hi = np.minimum(fwd, bwd), np.maximum(fwd, bwd)
+    slack = kink_allowed + 0.05 * (hi - lo)
+    outside = (a < lo - slack) | (a > hi + slack)
     if kinks_fail:
-        fail = fail | kink
+        fail = smooth_fail | kink
     else:
-        fail = fail & ~kink
-    ratio = np.where(kink & (not kinks_fail), -np.inf, err / allowed)
+        fail = np.where(kink, outside, smooth_fail)
+    ratio = np.where(kink & ~fail, -np.inf, err / allowed)
+    ratio = np.where(finite, ratio, np.inf)
 
     def record(p, o):
         return Mismatch(
@@ -437,6 +457,7 @@ def _compare(
             allowed=float(allowed[p, o]),
             forward=float(fwd[p, o]),
             backward=float(bwd[p, o]),
+            at_kink=bool(kink[p, o]),
         )
 
     smooth = ~kink
@@ -570,7 +591,9 @@ def _check_map(
         results.append(
             _compare(
                 ad="reverse",
-                analytic=V @ R.T,
+                # Full mode: V is the identity; R.T directly keeps a NaN in one column
+                # from spreading to every probe through the product (0 * NaN = NaN).
+                analytic=R.T if mode == "full" else V @ R.T,
                 numeric=numeric @ Q.T,
                 fwd=fwd @ Q.T,
                 bwd=bwd @ Q.T,
@@ -757,7 +780,9 @@ def gradcheck(
         report.failures.extend(failures)
         report.kinks.extend(kink_records)
         total_failures += n_fail
-    report.failures.sort(key=lambda r: -(r.abs_err / r.allowed))
+    report.failures.sort(
+        key=lambda r: -(r.abs_err / r.allowed if math.isfinite(r.abs_err) else math.inf)
+    )
     report.passed = total_failures == 0
     if not report.passed and raise_on_failure:
         w = report.failures[0]
@@ -769,6 +794,12 @@ def gradcheck(
             f"{w.ad} mode, order {w.order}: analytic={w.analytic:.10g}, "
             f"numeric={w.numeric:.10g}, abs err={w.abs_err:.3g}, rel err={w.rel_err:.3g}."
         )
+        if w.at_kink:
+            msg += (
+                f" It sits on a kink (one-sided forward={w.forward:.6g}, "
+                f"backward={w.backward:.6g}) and the analytic value is "
+                + ("not between them." if kinks == "report" else "failed by kinks='fail'.")
+            )
         if report.kinks:
             msg += f" ({len(report.kinks)} value(s) at kinks were reported separately.)"
         raise GradcheckError(msg, report)
