@@ -47,7 +47,7 @@ TINY = {
 
 
 # Forward mode as well for the models whose float64 JVP compiles quickly.
-BOTH_MODES = {"PatternCNN", "PatternCNN-allconv-l2", "LeNet5", "DilatedContextNet"}
+BOTH_MODES = {"PatternCNN-allconv-l2", "LeNet5"}
 SLOW = {"ResNet34", "ResNet56"}
 
 

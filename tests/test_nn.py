@@ -363,6 +363,13 @@ def _raw(a):
     return jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else a
 
 
+def test_nnx_view_sets_modes_without_mutating():
+    net = _Net(rngs=rngs())
+    view = nnx.view(net, deterministic=True, use_running_average=True)
+    assert view.body[5].deterministic and view.body[1].use_running_average
+    assert not net.body[5].deterministic and not net.body[1].use_running_average
+
+
 def test_split_merge_round_trip_and_transforms():
     net = _Net(rngs=rngs())
     net.eval()

@@ -82,6 +82,11 @@ class Dropout(nnx.Module):
         # Fork a stream of our own (a new key per call) rather than keep the caller's Rngs.
         self.rngs = rngs[rng_collection].fork() if rngs is not None else nnx.data(None)
 
+    def set_view(self, deterministic: bool | None = None):
+        """Used by ``nnx.view(model, deterministic=...)``, the non-mutating ``train``/``eval``."""
+        if deterministic is not None:
+            self.deterministic = deterministic
+
     def __call__(self, x, *, key=None):
         """Apply dropout; ``key`` (a ``jax.random`` key) overrides the layer's stream."""
         if self.deterministic or self.rate == 0.0:

@@ -128,6 +128,11 @@ class BatchNorm(nnx.Module):
         self.mean = nnx.BatchStat(jnp.zeros((c,), param_dtype))
         self.var = nnx.BatchStat(jnp.ones((c,), param_dtype))
 
+    def set_view(self, use_running_average: bool | None = None):
+        """Used by ``nnx.view(model, use_running_average=...)`` (evaluation without mutating)."""
+        if use_running_average is not None:
+            self.use_running_average = use_running_average
+
     def __call__(self, x):
         """Normalise ``x`` (``(N, *spatial, C)`` or ``(N, C, *spatial)``); same shape out."""
         axis = _feature_axis(x.ndim, self.channels_last, "BatchNorm")
