@@ -164,7 +164,8 @@ def conv(
       channels_last: layout of ``x`` and the result.
       flip: if True, reverse the kernel along its spatial axes first (true convolution).
       impl: ``"lax"`` (default), ``"im2col"``, ``"fft"`` or ``"direct"`` (see
-        ``convjax.functional.conv_impls``); all give the same numbers.
+        ``convjax.functional.conv_impls``); all give the same numbers. All are
+        differentiable; 3-D ``"lax"`` with a stride > 1 in reverse mode only.
       precision: ``lax.Precision`` for the underlying products, or None.
       preferred_element_type: accumulation and result dtype, or None.
       strict: if True, a window that does not tile the padded input exactly (so the

@@ -17,6 +17,9 @@ is one :func:`register_conv_impl` call; ``conv`` needs no change.
 
 Implementations:
   * ``"lax"``: ``lax.conv_general_dilated``; XLA's own convolution. Supports everything.
+    For 3-D convolutions with a stride > 1 its input gradient is written out here (see
+    ``_lax_safe_grad``: JAX's own rule crashed XLA's CPU compiler), so those support
+    reverse-mode autodiff only (``jax.grad``/``jax.vjp``, not ``jax.jvp``).
   * ``"im2col"``: every receptive field is a row of a patch matrix built from strided
     slices (one per kernel tap) and one reshape, then a single matrix multiply with the
     reshaped kernel (a batched one, over groups, when ``groups > 1``). Slices and
