@@ -14,11 +14,6 @@ import convjax.inspect as ci
 import convjax.models as cm
 import convjax.nn as cnn
 
-# The model zoo (convjax.models) lands separately; these checks run once it is importable.
-needs_zoo = pytest.mark.skipif(
-    not hasattr(cm, "VGG16"), reason="convjax.models zoo not available yet"
-)
-
 
 def test_seeds_conv_example():
     # The seeds: a 32x32x3 input, 10 filters of 5x5x3 -> 75 weights + 1 bias each; padding 2
@@ -132,7 +127,6 @@ def test_flops_equal_xla_cost_analysis_exactly_on_conv_pool_dense_chain():
     assert s.total_flops_in_bounds == ci.xla_flops(net, (18, 18, 3), batch_size=2)
 
 
-@needs_zoo
 @pytest.mark.parametrize(
     "build",
     [
@@ -153,7 +147,6 @@ def test_flops_within_2_percent_of_xla_on_zoo_models(build):
     assert abs(ours - xla) / xla < 0.02, (ours, xla)
 
 
-@needs_zoo
 def test_published_resnet18_and_vgg16_figures():
     # He et al. 2016 Table 1: ResNet-18 1.8 G multiply-adds at 224x224; Simonyan &
     # Zisserman's VGG-16: 15.5 G. Parameter counts: torchvision's 11,689,512 / 138,357,544.
@@ -208,7 +201,6 @@ def test_memory_estimate_hand_chain():
     assert "total" in est.to_text() and json.dumps(est.to_dict())
 
 
-@needs_zoo
 def test_memory_estimate_vgg16_matches_layer_by_layer_count():
     # The classic VGG-16 walk-through lists, per image, the input and every CONV/POOL/FC
     # volume; summing that list gives the activation count (its total line says "24M",
@@ -251,7 +243,6 @@ def test_error_spatial_size_below_filter_names_layer():
         ci.summary(net, (12, 12, 1), print_fn=None)
 
 
-@needs_zoo
 def test_error_in_zoo_model_names_pool_path():
     vgg = nnx.eval_shape(lambda: cm.VGG16(rngs=nnx.Rngs(0)))
     with pytest.raises(
@@ -262,7 +253,6 @@ def test_error_in_zoo_model_names_pool_path():
         ci.summary(vgg, (16, 16, 3), print_fn=None)
 
 
-@needs_zoo
 def test_error_wrong_channel_count():
     lenet = nnx.eval_shape(lambda: cm.LeNet5(rngs=nnx.Rngs(0)))
     first = ci.summary(lenet, lenet.input_shape, print_fn=None).rows[0].name

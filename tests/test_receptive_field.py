@@ -12,11 +12,6 @@ import convjax.inspect as ci
 import convjax.models as cm
 import convjax.nn as cnn
 
-# The model zoo (convjax.models) lands separately; these checks run once it is importable.
-needs_zoo = pytest.mark.skipif(
-    not hasattr(cm, "VGG16"), reason="convjax.models zoo not available yet"
-)
-
 
 def _closed_form(layers):
     """Distill 2019 eqs. (2) and (6): r = 1 + sum (F_l - 1) prod_{i<l} S_i, P = sum P_l prod S_i.
@@ -69,14 +64,12 @@ def _pool5(summary):
     return rows[-1].receptive_field
 
 
-@needs_zoo
 def test_alexnet_pool5_matches_distill():
     model = nnx.eval_shape(lambda: cm.AlexNet(rngs=nnx.Rngs(0)))
     rf = _pool5(ci.summary(model, (227, 227, 3), print_fn=None))
     assert (rf.size[0], rf.jump[0], rf.effective_padding[0]) == DISTILL["alexnet_v2"]
 
 
-@needs_zoo
 def test_vgg16_pool5_matches_distill():
     model = nnx.eval_shape(lambda: cm.VGG16(rngs=nnx.Rngs(0)))
     rf = _pool5(ci.summary(model, (224, 224, 3), print_fn=None))
@@ -111,7 +104,6 @@ def _resnet50_v15_expected():
     return ci.receptive_field_chain(layers)[-1]
 
 
-@needs_zoo
 def test_zoo_resnet50_analytic_through_residual_blocks():
     expected = _resnet50_v15_expected()
     assert (expected.size[0], expected.jump[0], expected.start[0]) == (427, 32, -213)
@@ -241,7 +233,6 @@ def test_probe_leaves_model_untouched():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-@needs_zoo
 def test_empirical_small_bottleneck_resnet():
     # One bottleneck block per stage (stride on the 3x3 of stages 2-4), 1..32 channels:
     # stem 7 -> pool 11 -> 19 -> 27 (j 8) -> 43 (j 16) -> 75 (j 32), start -37; at 128x128
@@ -263,7 +254,6 @@ def test_empirical_small_bottleneck_resnet():
     assert emp.region == ((27, 101), (27, 101))
 
 
-@needs_zoo
 @pytest.mark.slow
 def test_empirical_resnet50_matches_analytic_427():
     # Narrow (base_width=1: 4..32 channels) because the field does not depend on width;
@@ -276,7 +266,6 @@ def test_empirical_resnet50_matches_analytic_427():
     assert rf == _resnet50_v15_expected()
 
 
-@needs_zoo
 def test_empirical_cifar_resnet_option_a_shortcut():
     # Option A shortcuts are slicing and zero padding (no recorded layer); the empirical
     # probe sees them, the analytic union along the main path must agree.
@@ -288,7 +277,6 @@ def test_empirical_cifar_resnet_option_a_shortcut():
     assert rf.size == (81, 81) and rf.jump == (4, 4)
 
 
-@needs_zoo
 def test_empirical_dilated_context_net_output():
     # Yu & Koltun's context module: 1 + 2 * (1 + 1 + 2 + 4 + 8 + 16 + 1) = 67, plus the 3x3
     # stem: 69.
@@ -299,7 +287,6 @@ def test_empirical_dilated_context_net_output():
     assert inside and rf.size == (69, 69) and emp.size == (69, 69)
 
 
-@needs_zoo
 def test_classifier_output_sees_whole_input():
     model = nnx.eval_shape(lambda: cm.LeNet5(rngs=nnx.Rngs(0)))
     shape = model.input_shape
@@ -319,7 +306,6 @@ def test_empirical_errors():
         ci.empirical_receptive_field(model, (8, 8, 1), unit=(6, 0))
 
 
-@needs_zoo
 def test_abstract_model_probe_equals_concrete():
     # An nnx.eval_shape model (dropout RNG state included) gives the same field as a
     # concrete one: the probe sets every value itself.
