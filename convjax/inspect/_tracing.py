@@ -66,8 +66,8 @@ def module_names(model) -> dict[int, str]:
     """Map ``id(module)`` to its path name for every module in ``model`` (root included)."""
     names: dict[int, str] = {}
     for path, module in nnx.iter_modules(model):
-        # A module reachable by two paths keeps the first (shortest, as nnx lists parents
-        # after children only for the same subtree).
+        # nnx lists a shared module once (graph nodes are visited once), under the first
+        # path that reaches it; setdefault keeps that name in any case.
         names.setdefault(id(module), path_name(path))
     return names
 
