@@ -15,6 +15,7 @@ config, 3 NaN/Inf loss, 128 + signal number after SIGINT/SIGTERM (checkpoint sav
 """
 
 import importlib.util
+import re
 import sys
 
 from absl import app, flags, logging
@@ -54,12 +55,14 @@ def parse_flags(argv):
     try:
         return FLAGS(argv)
     except (AttributeError, KeyError) as e:
-        bad = [a.split("=", 1)[0] for a in argv if a.startswith("--config.")]
+        msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+        field = re.search(r"'([^']+)'", msg)
+        overrides = [a.split("=", 1)[0] for a in argv if a.startswith("--config.")]
+        bad = [o for o in overrides if field and o.endswith("." + field.group(1))] or overrides
         cfg = _load_config_for_help(argv)
         valid = ", ".join(sorted(config_keys(cfg))) if cfg is not None else "?"
-        msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
         print(
-            f"error: unknown config field in {' '.join(bad)} ({msg}).\nValid keys: {valid}",
+            f"error: unknown config field {' '.join(bad)} ({msg}).\nValid keys: {valid}",
             file=sys.stderr,
         )
         sys.exit(2)

@@ -27,7 +27,8 @@ What it does, in order:
 Results dict keys: ``test_accuracy``, ``test_loss`` (final, on the EMA weights if EMA is on),
 ``val_accuracy`` (or None), ``history`` (per-epoch lists: ``train_loss``,
 ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy``,
-``learning_rate``, ``epoch_time_s``, ``images_per_s``), ``epochs_run``, ``stopped_early``,
+``learning_rate``, ``epoch_time_s``, ``images_per_s``, ``elapsed_s`` -- wall time since the
+start of the call that ran the epoch), ``epochs_run``, ``stopped_early``,
 ``steps``, ``train_time_s`` (time in train steps, summed over resumed parts, compiles
 included), ``compile_s``, ``images_per_s`` (steady state, compiles excluded),
 ``total_time_s``, ``num_params``, ``loop_form``, ``steps_per_call``, ``backend``, ``seed``.
@@ -124,6 +125,8 @@ def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     ls = cfg.get("label_smoothing", 0.0)
     if not 0.0 <= ls <= 1.0:
         raise ValueError(f"config.label_smoothing={ls!r} must be in [0, 1].")
+    optim._choice(cfg.get("optimizer"), optim.OPTIMIZERS, "optimizer")
+    optim._choice(cfg.get("schedule"), optim.SCHEDULES, "schedule")
     loop = cfg.get("loop", "auto")
     if loop != "auto":
         loops.check_form(loop, cfg.get("steps_per_call", 1) or 1)
@@ -221,6 +224,7 @@ def _fresh_meta() -> dict[str, Any]:
                 "learning_rate",
                 "epoch_time_s",
                 "images_per_s",
+                "elapsed_s",
             )
         },
         "best_val_accuracy": None,
@@ -436,6 +440,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
                     rec.update(test_loss=tl, test_accuracy=ta)
                 rec["learning_rate"] = optim.current_learning_rate(state.opt_state)
                 rec["epoch_time_s"] = time.perf_counter() - t_epoch
+                # Wall time since this call started (data loading and compiles included).
+                rec["elapsed_s"] = time.perf_counter() - t_total
                 rec["images_per_s"] = (
                     epoch_steady_images / epoch_steady_t if epoch_steady_t else None
                 )

@@ -1,0 +1,40 @@
+r"""The longer Fashion-MNIST run: the default network, 15 epochs, crops and flips, flip TTA.
+
+Command::
+
+    .venv/bin/python experiments/train.py --config=configs/fashion_mnist_long.py \
+        --workdir=workdirs/fashion_mnist_long
+
+Smoke run (seconds): add ``--config.smoke=True``.
+
+Changes from ``configs/default.py`` and the reasons:
+- 15 epochs instead of 3, so augmentation pays off: random crops after 2-pixel zero padding
+  and horizontal flips (Fashion-MNIST's classes are mirror-symmetric);
+- test-time augmentation: the mean log-probabilities of each test image and its mirror.
+
+Expected accuracy: about 94.5% test accuracy. The same recipe in a plain flax.nnx network of
+the same architecture gave 94.46 / 94.55 / 94.51% (seeds 1, 2, 0; mean 94.51, std 0.05) in a
+recipe sweep on a GPU; the convjax run on the CPU is recorded in the README by the lead.
+Expected time on the 2-core CPU (idle): 15 epochs x 60000 images at 400-700 images/s plus
+evaluation, about 25-40 minutes.
+"""
+
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "_convjax_default_config",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py"),
+)
+_default = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_default)
+
+
+def get_config(arg=None):
+    """The long config; ``get_config("smoke")`` is its seconds-long smoke version."""
+    c = _default.get_config(arg)
+    c.num_epochs = 15
+    c.augment.crop_padding = 2
+    c.augment.flip = True
+    c.tta_flip = True
+    return c

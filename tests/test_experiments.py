@@ -1,0 +1,116 @@
+"""experiments/train.py end to end in subprocesses: artifacts, config typos, signals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = [
+    "--config.smoke=True",
+    "--config.model.widths=(4, 8)",
+    "--config.model.fc_widths=(16,)",
+    "--config.progress=False",
+    "--config.steps_per_call=4",
+    "--config.loop=unrolled",
+]
+
+
+def train(workdir, *extra, wait=True):
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "experiments", "train.py"),
+        "--config=" + os.path.join(ROOT, "configs", "default.py"),
+        f"--workdir={workdir}",
+        *TINY,
+        *extra,
+    ]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_smoke_run_writes_every_artifact(tmp_path):
+    r = train(tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("TEST ACCURACY: ") and last.endswith("%")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert f"{100 * results['test_accuracy']:.2f}%" in last
+    for name in (
+        "config.json",
+        "summary.txt",
+        "metrics.jsonl",
+        "learning_curves.png",
+        "first_layer_filters.png",
+        "activation_maps.png",
+    ):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert os.listdir(tmp_path / "tensorboard")
+    assert os.listdir(tmp_path / "checkpoints")
+    # The inspect summary is printed at the start of the job.
+    assert "Total params" in r.stdout
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["widths"] == [4, 8]
+
+
+def test_config_typo_lists_valid_keys(tmp_path):
+    r = train(tmp_path, "--config.num_epoch=1")
+    assert r.returncode == 2
+    assert "unknown config field --config.num_epoch (" in r.stderr
+    assert "Valid keys:" in r.stderr and "num_epochs" in r.stderr and "model.widths" in r.stderr
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_bad_config_value_is_a_clear_error(tmp_path):
+    r = train(tmp_path, "--config.optimizer=rmsprop")
+    assert r.returncode == 2
+    assert "config.optimizer='rmsprop' is not supported" in r.stderr
+
+
+def _wait_for_checkpoint(workdir, proc, timeout=300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        ck = workdir / "checkpoints"
+        if ck.exists() and any(p.isdigit() for p in os.listdir(ck)):
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    epochs = "--config.num_epochs=3"
+    full = train(tmp_path / "full", epochs)
+    assert full.returncode == 0, full.stderr[-3000:]
+    proc = train(tmp_path / "killed", epochs, wait=False)
+    assert _wait_for_checkpoint(tmp_path / "killed", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "results.json").exists()
+    resumed = train(tmp_path / "killed", epochs)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from checkpoint" in resumed.stdout
+    a = json.loads((tmp_path / "full" / "results.json").read_text())
+    b = json.loads((tmp_path / "killed" / "results.json").read_text())
+    for key in ("epoch_time_s", "images_per_s", "elapsed_s"):
+        a["history"].pop(key), b["history"].pop(key)
+    assert a["history"] == b["history"]
+    assert a["test_accuracy"] == b["test_accuracy"] and a["test_loss"] == b["test_loss"]
+
+
+@pytest.mark.slow
+def test_sigterm_exits_cleanly_with_checkpoint(tmp_path):
+    proc = train(tmp_path, "--config.num_epochs=30", wait=False)
+    assert _wait_for_checkpoint(tmp_path, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert b"SIGTERM received: checkpoint saved at step" in err
+    assert not (tmp_path / "results.json").exists()
