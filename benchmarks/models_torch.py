@@ -67,9 +67,9 @@ class _Block(nn.Module):
         out = self.bn2(self.conv2(out))
         short = x
         if self.stride != 1 or self.pad:
-            # Option A: subsample, then zero channels (half on each side, as the paper's code).
+            # Option A: subsample, then append zero channels (as convjax.models.ResNet20).
             short = x[:, :, :: self.stride, :: self.stride]
-            short = F.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            short = F.pad(short, (0, 0, 0, 0, 0, self.pad))
         return F.relu(out + short)
 
 

@@ -56,8 +56,11 @@ __all__ = [
     "default_timer",
 ]
 
-#: Implementations ``"auto"`` considers, in order of preference on ties.
-DEFAULT_CANDIDATES = ("lax", "winograd", "im2col", "direct", "fft")
+#: Implementations ``"auto"`` considers, in order of preference on ties. "direct" and "fft"
+#: are left out by default: their compile times are long (one matmul per tap; FFTs) and on
+#: 3x3 kernels they were never the fastest in benchmarks/harness.py; add them with
+#: ``configure_auto(candidates=...)``.
+DEFAULT_CANDIDATES = ("lax", "winograd", "im2col")
 OBJECTIVES = ("train", "forward")
 
 
