@@ -250,14 +250,9 @@ def window_slices(xp, geom: Geometry):
 
     Slice ``k`` has the output's shape; element ``o`` is the ``k``-th tap of window ``o``.
     """
-    if geom.tiles:
-        xr, win_axes = _tiled(xp, geom)
-        for offset in geom.offsets():
-            s = xr
-            for ax, i in sorted(zip(win_axes, offset), reverse=True):
-                s = lax.index_in_dim(s, i, axis=ax, keepdims=False)
-            yield s
-        return
+    # Strided slices even when windows tile: XLA fuses a chain of them into one loop, which
+    # measured faster on CPU than reducing the window axes of a reshape (L2 pooling 2x2/2 on
+    # 64x56x56x64, fwd+bwd: 206 ms vs 392 ms).
     for offset in geom.offsets():
         start = [0] * xp.ndim
         limit = list(xp.shape)
@@ -349,9 +344,6 @@ def _max_pool_padded_jvp(geom, primals, tangents):
 
 def sum_windows(xp, geom: Geometry):
     """Sum over windows of an already (zero-)padded input; plain JAX ops, autodiff for grads."""
-    if geom.tiles:
-        xr, win_axes = _tiled(xp, geom)
-        return jnp.sum(xr, axis=win_axes)
     out = None
     for s in window_slices(xp, geom):
         out = s if out is None else out + s
