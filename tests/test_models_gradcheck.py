@@ -40,9 +40,9 @@ TINY = {
     "ResNet34": lambda r: M.ResNet34((16, 16, 1), 3, base_width=1, rngs=r),
     "ResNet20": lambda r: M.ResNet20((8, 8, 1), 3, base_width=1, rngs=r),
     "ResNet56": lambda r: M.ResNet56((8, 8, 1), 3, base_width=1, rngs=r),
-    "DilatedContextNet": lambda r: M.DilatedContextNet(
-        (8, 8, 1), 3, width=2, identity_init=True, rngs=r
-    ),
+    # Random, not identity, initialisation: identity kernels carry the stem's exact zeros
+    # through every layer, so the check point would sit on many ReLU kinks at once.
+    "DilatedContextNet": lambda r: M.DilatedContextNet((8, 8, 1), 3, width=4, rngs=r),
 }
 
 
