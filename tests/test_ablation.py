@@ -202,7 +202,7 @@ def test_pooling_and_dilation_variants_change_the_model():
     cfg, _ = load_ablation("dilation", "quick")
     runs = ablation.expand_runs(cfg)
     assert [r["config"].model.dilation for r in runs[::3]] == [1, 2, 4]
-    assert runs[0]["config"].num_epochs == 2 and runs[0]["config"].train_subset == 10000
+    assert runs[0]["config"].num_epochs == 2 and runs[0]["config"].train_subset == 4000
 
 
 def test_model_stats_params_and_receptive_field():

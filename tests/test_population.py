@@ -233,3 +233,38 @@ def test_errors_name_the_argument():
     step_pm = pop.population_step(member_step, strategy="unrolled", batch_per_member=True)
     with pytest.raises(ValueError, match=r"batch_per_member=True every batch leaf"):
         step_pm(states, b, KEYS[0], hp)
+
+
+def test_per_member_steps_for_closure_constants():
+    """Members whose step must close over a Python constant: one step per member."""
+
+    def scaled(c):
+        def step(state, batch, key, hp):
+            (p, o), m = member_step(state, (batch[0] * c, batch[1]), key, hp)
+            return (p, o), m
+
+        return step
+
+    batches = make_batches(False)
+    hp = {k: jnp.array(HP[k], jnp.float32) for k in ("label_smoothing", "dropout_rate")}
+    consts = [1.0, 2.0, 0.5, 1.0]
+    states0 = pop.stack([member_init(i) for i in range(N)])
+    got = {}
+    for strategy in ("unrolled", "sequential", "auto"):
+        step = pop.population_step([scaled(c) for c in consts], strategy=strategy)
+        states, m = step(states0, batches[0], KEYS[0], hp)
+        got[strategy] = np.asarray(m["loss"])
+        assert step.strategy in pop.PER_MEMBER_STRATEGIES
+    for i, c in enumerate(consts):
+        hp_i = {k: v[i] for k, v in hp.items()}
+        _, m = jax.jit(scaled(c))(member_init(i), batches[0], KEYS[0][i], hp_i)
+        for strategy in got:
+            np.testing.assert_allclose(got[strategy][i], m["loss"], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"strategy='vmap' runs one traced function"):
+        pop.population_step([scaled(c) for c in consts], strategy="vmap")(
+            states0, batches[0], KEYS[0], hp
+        )
+    with pytest.raises(ValueError, match=r"2 member steps were given for a population of 4"):
+        pop.population_step([scaled(1.0)] * 2, strategy="unrolled")(
+            states0, batches[0], KEYS[0], hp
+        )

@@ -1,7 +1,9 @@
 """Sweeps: search spaces (grid, random), grouping into populations, best-config files."""
 
+import csv
 import importlib.util
 import math
+from pathlib import Path
 
 import ml_collections
 import numpy as np
@@ -102,3 +104,152 @@ def test_errors_name_the_argument():
         ss.config_source({"a": object()}, docstring="x")
     with pytest.raises(ValueError, match=r"field 'b' = nan is not finite"):
         ss.config_source({"b": math.nan}, docstring="x")
+
+
+# ---------------------------------------------------------------- populations of real configs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_cfg(rel, arg=None):
+    spec = importlib.util.spec_from_file_location("cfg_" + rel.replace("/", "_"), ROOT / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(arg), mod.__doc__
+
+
+def tiny_base():
+    base, _ = load_cfg("configs/default.py", "smoke")
+    base.progress = False
+    base.tensorboard = False
+    base.verbose = False
+    base.validation_size = 64
+    base.train_subset = 256
+    base.num_epochs = 1
+    base.loop = "step"
+    return base
+
+
+def test_each_member_equals_train_and_evaluate_alone(tmp_path):
+    """Members differing in lr, momentum, label smoothing and seed (so in init, data order,
+    validation split and normalisation) trained as one population vs each trained alone."""
+    from convjax.train import sweep, trainer
+    from convjax.train.ablation import apply_overrides
+
+    base = tiny_base()
+    cfgs = [
+        apply_overrides(
+            base, {"learning_rate": lr, "seed": s, "label_smoothing": ls, "momentum": mo}
+        )
+        for lr, s, ls, mo in [(0.05, 0, 0.1, 0.9), (0.2, 1, 0.0, 0.5)]
+    ]
+    got = sweep.train_population(cfgs, strategy="unrolled", log=lambda s: None)
+    for i, (c, r) in enumerate(zip(cfgs, got)):
+        solo = trainer.train_and_evaluate(c, tmp_path / str(i))
+        assert r["val_accuracy"] == solo["val_accuracy"]
+        assert r["test_accuracy"] == solo["test_accuracy"]
+        np.testing.assert_allclose(r["test_loss"], solo["test_loss"], rtol=1e-5)
+        np.testing.assert_allclose(
+            r["history"]["train_loss"], solo["history"]["train_loss"], rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            r["history"]["learning_rate"], solo["history"]["learning_rate"], rtol=1e-5
+        )
+        assert r["strategy"] == "unrolled" and r["members"] == 2
+
+
+def test_population_refuses_structural_differences():
+    from convjax.train import sweep
+    from convjax.train.ablation import apply_overrides
+
+    base = tiny_base()
+    other = apply_overrides(base, {"model": {"pool": "avg"}})
+    with pytest.raises(ValueError, match=r"configs\[1\] differs .* \['model.pool'\]"):
+        sweep.train_population([base, other])
+    with pytest.raises(ValueError, match=r"configs=\[\] is empty"):
+        sweep.check_population([])
+    tta = apply_overrides(base, {"tta_flip": True})
+    with pytest.raises(ValueError, match=r"config.tta_flip=True is not supported"):
+        sweep.check_population([tta])
+
+
+@pytest.mark.parametrize(
+    "name, groups, members",
+    [("lr_smoothing", 1, 12), ("pooling_lr", 3, 3), ("random_optimizer", 1, 8)],
+)
+def test_ready_sweep_configs(name, groups, members):
+    from convjax.train import sweep
+
+    for arg in (None, "smoke"):
+        cfg, doc = load_cfg(f"configs/sweeps/{name}.py", arg)
+        trials = sweep.expand_trials(cfg)
+        g = ss.group_trials(trials, sweep.POPULATION_FIELDS)
+        assert len(g) == groups and all(len(idx) == members for _, idx in g)
+    assert f"--config=configs/sweeps/{name}.py" in doc and "Expected time" in doc
+
+
+def test_run_sweep_tables_best_config_plots_and_resume(tmp_path, monkeypatch):
+    """run_sweep's bookkeeping with the population trainer replaced by a known function."""
+    from convjax.train import sweep
+
+    calls = []
+
+    def fake(cfgs, strategy, mesh, log):
+        calls.append(len(cfgs))
+        # val accuracy peaks at lr 0.1 and prefers avg pooling, test = val - 0.01
+        out = []
+        for c in cfgs:
+            v = 0.9 - abs(c.learning_rate - 0.1) + (0.02 if c.model.pool == "avg" else 0.0)
+            out.append(
+                {"val_accuracy": v, "test_accuracy": v - 0.01, "epochs_run": 1, "members": 3}
+            )
+        return out
+
+    monkeypatch.setattr(sweep, "train_population", fake)
+    cfg, _ = load_cfg("configs/sweeps/pooling_lr.py", "smoke")
+    out = sweep.run_sweep(cfg, tmp_path, log=lambda s: None)
+    assert calls == [3, 3, 3]
+    ranked = out["records"]
+    assert (ranked[0]["model.pool"], ranked[0]["learning_rate"]) == ("avg", 0.1)
+    vals = [r["val_accuracy"] for r in ranked]
+    assert vals == sorted(vals, reverse=True)
+    md = (tmp_path / "results.md").read_text()
+    assert md.index("| 1 | avg | 0.1 |") < md.index("| 2 |")
+    spec = importlib.util.spec_from_file_location("best", tmp_path / "best_config.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    best = mod.get_config()
+    assert best.model.pool == "avg" and best.learning_rate == 0.1
+    assert best.to_dict() == {
+        **cfg.base.to_dict(),
+        "learning_rate": 0.1,
+        "model": {**cfg.base.model.to_dict(), "pool": "avg"},
+    }
+    for f in ("metric_vs_model_pool.png", "metric_vs_learning_rate.png"):
+        assert (tmp_path / f).stat().st_size > 1000
+    with open(tmp_path / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 9
+    sweep.run_sweep(cfg, tmp_path, log=lambda s: None)  # every group finished: nothing reruns
+    assert calls == [3, 3, 3]
+
+
+def test_sweep_config_errors():
+    from convjax.train import sweep
+
+    cfg, _ = load_cfg("configs/sweeps/lr_smoothing.py", "smoke")
+    cfg.space = (("learning_rat", (0.1,)),)
+    with pytest.raises(ValueError, match=r"space: 'learning_rat' is not a field of the base"):
+        sweep.expand_trials(cfg)
+    cfg, _ = load_cfg("configs/sweeps/lr_smoothing.py", "smoke")
+    cfg.base.validation_size = 0
+    with pytest.raises(ValueError, match=r"metric='val_accuracy' needs base.validation_size"):
+        sweep.expand_trials(cfg)
+    cfg.metric = "loss"
+    with pytest.raises(ValueError, match=r"metric='loss' must be 'val_accuracy' or"):
+        sweep.expand_trials(cfg)
+    cfg, _ = load_cfg("configs/sweeps/lr_smoothing.py", "smoke")
+    cfg.population_fields = ("learning_rate", "model.pool")
+    with pytest.raises(ValueError, match=r"population_fields has \['model.pool'\]"):
+        sweep.run_sweep(cfg, "/tmp/unused", write_files=False)
+    with pytest.raises(ValueError, match=r"arg='big' is not a preset"):
+        load_cfg("configs/sweeps/lr_smoothing.py", "big")

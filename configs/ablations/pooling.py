@@ -7,7 +7,8 @@ SGD Nesterov, one-cycle, label smoothing 0.1).
 
 Commands (resumable: rerun the same command after an interruption)::
 
-    # what results/ablations/pooling.md reports (2 epochs on 10k images, 3 seeds, 12 runs)
+    # what results/ablations/pooling.md reports (2 epochs on 4k images, 2k test images,
+    # 3 seeds, 12 runs)
     .venv/bin/python experiments/ablate.py --config=configs/ablations/pooling.py:quick \
         --workdir=workdirs/ablations/pooling_quick
     # full recipe (3 epochs on 60k images per run)

@@ -188,8 +188,26 @@ def _check_strategy(strategy: str) -> None:
         )
 
 
-def _build(step: MemberStep, strategy: str, batch_per_member: bool, donate: bool):
+def _member_steps(step) -> tuple[MemberStep, ...] | None:
+    """A tuple of per-member steps, or None for one step shared by every member."""
+    if callable(step):
+        return None
+    return tuple(step)
+
+
+PER_MEMBER_STRATEGIES = ("unrolled", "sequential")
+
+
+def _build(step, strategy: str, batch_per_member: bool, donate: bool):
     """Compile-ready population step for one concrete strategy."""
+    steps = _member_steps(step)
+    if steps is not None and strategy not in PER_MEMBER_STRATEGIES:
+        raise ValueError(
+            f"population_step: strategy={strategy!r} runs one traced function for every "
+            f"member, but {len(steps)} different member steps were given; use one of "
+            f"{PER_MEMBER_STRATEGIES} (or make the members share one step)."
+        )
+    step_of = (lambda i: step) if steps is None else (lambda i: steps[i])
     batch_axis = 0 if batch_per_member else None
     donate_argnums = (0,) if donate else ()
 
@@ -208,7 +226,7 @@ def _build(step: MemberStep, strategy: str, batch_per_member: bool, donate: bool
                 take = lambda x, i=i: x[i]
                 b = jax.tree.map(take, batch) if batch_per_member else batch
                 outs.append(
-                    step(jax.tree.map(take, states), b, keys[i], jax.tree.map(take, hparams))
+                    step_of(i)(jax.tree.map(take, states), b, keys[i], jax.tree.map(take, hparams))
                 )
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
@@ -224,7 +242,13 @@ def _build(step: MemberStep, strategy: str, batch_per_member: bool, donate: bool
         return jax.jit(mapped, donate_argnums=donate_argnums)
 
     if strategy == "sequential":
-        jstep = jax.jit(step)
+        jitted = {}
+
+        def jstep_of(i):
+            f = step_of(i)
+            if id(f) not in jitted:
+                jitted[id(f)] = jax.jit(f)
+            return jitted[id(f)]
 
         # One jitted call cuts the population into its N members and one stacks the results,
         # so the only per-member work is the member step itself (slicing leaf by leaf from
@@ -246,7 +270,8 @@ def _build(step: MemberStep, strategy: str, batch_per_member: bool, donate: bool
         join = jax.jit(lambda outs: jax.tree.map(lambda *xs: jnp.stack(xs), *outs))
 
         def sequential(states, batch, keys, hparams):
-            return join([jstep(*args) for args in split(states, batch, keys, hparams)])
+            parts = split(states, batch, keys, hparams)
+            return join([jstep_of(i)(*args) for i, args in enumerate(parts)])
 
         return sequential
 
@@ -309,6 +334,8 @@ def choose_strategy(
     if candidates is None:
         candidates = AUTO_CANDIDATES.get(backend, ("vmap", "unrolled", "sequential"))
     candidates = list(dict.fromkeys([*candidates, "sequential"]))
+    if _member_steps(step) is not None:
+        candidates = [c for c in candidates if c in PER_MEMBER_STRATEGIES]
     timings = time_strategies(
         step, args, candidates, batch_per_member=batch_per_member, repeats=repeats
     )
@@ -340,6 +367,12 @@ class PopulationStep:
     def __call__(self, states, batch, keys, hparams=None):
         hparams = {} if hparams is None else dict(hparams)
         n = population_size(states)
+        steps = _member_steps(self._step)
+        if steps is not None and len(steps) != n:
+            raise ValueError(
+                f"PopulationStep: {len(steps)} member steps were given for a population of "
+                f"{n}; pass one step per member (or one shared step)."
+            )
         if len(keys) != n:
             raise ValueError(
                 f"PopulationStep: keys has {len(keys)} entries for a population of {n}; "
@@ -382,8 +415,10 @@ def population_step(
 
     Args:
       step: pure ``step(state, batch, key, hparams) -> (state, metrics)`` for ONE member; it
-        must be jit-traceable and must not close over per-member values (pass those as
-        ``state`` or ``hparams``).
+        must be jit-traceable. Per-member values belong in ``state`` or ``hparams``; when a
+        per-member value can only be a Python constant (a closure), pass a sequence of N
+        member steps instead: then only the ``unrolled`` and ``sequential`` strategies apply
+        (``auto`` races just those).
       strategy: one of ``STRATEGIES``; ``"auto"`` measures AUTO_CANDIDATES[backend] plus
         ``"sequential"`` on the first call and keeps the fastest.
       batch_per_member: True when each member gets its own batch (leaves ``(N, B, ...)``), e.g.

@@ -1,0 +1,69 @@
+"""Run a hyperparameter sweep: each group of trials trains as one population.
+
+    .venv/bin/python experiments/sweep.py --config=configs/sweeps/lr_smoothing.py --workdir=DIR
+
+The config file's docstring gives the exact command and expected time. Writes
+``DIR/results.md`` and ``results.csv`` (sorted by validation accuracy), ``best_config.py``
+(train it alone with ``experiments/train.py --config=DIR/best_config.py``), one
+``metric_vs_<field>.png`` per swept field, and ``groups/<g>/results.json`` (a finished group is
+read back when the command is rerun). ``--mesh`` shards the population over every device
+(and, after ``--coordinator``/``--num_processes``/``--process_id``, over several processes):
+
+    # TPU pod slice: the same command on every host (JAX finds the coordinator itself)
+    python experiments/sweep.py --config=configs/sweeps/lr_smoothing.py --workdir=DIR \\
+        --mesh --distributed
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Sweep config file (configs/sweeps/<name>.py).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (finished groups are reused).")
+_MESH = flags.DEFINE_bool("mesh", False, "Shard the members and batch axes over all devices.")
+_DIST = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize first (multi-host / multi-process)."
+)
+_COORD = flags.DEFINE_string("coordinator", None, "host:port of process 0 (None: auto-detect).")
+_NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (None: auto-detect).")
+_PID = flags.DEFINE_integer("process_id", None, "This process's index (None: auto-detect).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    from convjax.train import distributed, sharding
+    from convjax.train.sweep import run_sweep
+
+    if _DIST.value or _COORD.value:
+        distributed.initialize(_COORD.value, _NPROC.value, _PID.value)
+    mesh = None
+    if _MESH.value:
+        import jax
+
+        mesh = sharding.make_mesh(members_axis=jax.device_count())
+    main_proc = distributed.is_main_process()
+    out = run_sweep(
+        _CONFIG.value,
+        _WORKDIR.value,
+        mesh=mesh,
+        log=print if main_proc else (lambda s: None),
+        write_files=main_proc,
+    )
+    if main_proc:
+        print(open(out["files"]["results.md"]).read())
+        for name, path in out["files"].items():
+            print(f"wrote {name}: {path}")
+    distributed.shutdown()
+
+
+if __name__ == "__main__":
+    app.run(main)
