@@ -304,8 +304,15 @@ def test_forward_mode_and_second_order_work():
     np.testing.assert_allclose(
         float(jnp.vdot(g, ty)), float(jnp.vdot(vjp(g)[0], t)), rtol=1e-5, atol=1e-5
     )
-    hvp = jax.jvp(jax.grad(lambda x: jnp.sum(f(x) ** 2)), (x,), (t,))[1]
-    assert hvp.shape == x.shape and bool(jnp.all(jnp.isfinite(hvp)))
+    # Second order (Hessian-vector product) on a small 1-D pool, to keep compile time low.
+    f1 = lambda v: cf.max_pool(v, (2,), 1, 1)
+    v = x[0, 0]
+    hvp = jax.jvp(jax.grad(lambda v: jnp.sum(f1(v) ** 2)), (v,), (t[0, 0],))[1]
+    # sum(max^2) has Hessian 2 * (count of windows each element wins) on the diagonal.
+    _, idx = cf.max_pool(v, (2,), 1, 1, return_indices=True)
+    wins = np.zeros(v.shape)
+    np.add.at(wins, (np.asarray(idx), np.arange(v.shape[1])[None, :]), 1)
+    np.testing.assert_allclose(np.asarray(hvp), 2 * wins * np.asarray(t[0, 0]), rtol=1e-5)
 
 
 # ---------------------------------------------------------------- layouts and transforms

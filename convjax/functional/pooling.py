@@ -15,7 +15,9 @@ overlapping one), padding ``P`` in any form :func:`convjax.functional.resolve_pa
 accepts, and window ``dilation``. Output size per dimension is
 ``(W - F_eff + P_lo + P_hi) // S + 1``; ``ceil_mode=True`` rounds up with PyTorch's rule (the
 last window must start inside the input or the low padding). Padding may be at most half the
-(dilated) window per side (PyTorch's rule), so no window lies entirely in padding.
+(dilated) window per side (PyTorch's rule; PyTorch's 2-D/3-D kernels measure the undilated
+window, so with dilation convjax accepts a little more), so no window lies entirely in
+padding; a dilated window whose taps all step over the input is an error too.
 
 Max pooling pads with ``-inf`` (never zeros). Its derivative is custom: ties send the whole
 gradient to the FIRST maximal element of the window in row-major order (PyTorch's CPU rule),
@@ -432,7 +434,8 @@ def adaptive_max_pool(
     """Max pooling to a fixed output size, PyTorch's bin rule (see :func:`adaptive_avg_pool`).
 
     Ties go to the first maximal element in row-major order, as in :func:`max_pool`;
-    ``return_indices`` gives PyTorch's flat per-channel indices.
+    ``return_indices`` gives PyTorch's flat per-channel indices. A NaN propagates to its
+    bin's output (its index is the first NaN; PyTorch reports the last).
     """
     x, axes, in_spatial, out = _adaptive_setup(
         x, output_size, channels_last, num_spatial_dims, "adaptive_max_pool"
