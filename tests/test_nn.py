@@ -21,7 +21,7 @@ def rngs(seed=0):
 
 
 def randn(shape, seed=0):
-    return jax.random.normal(jax.random.key(seed), shape, jnp.float32)
+    return jax.random.normal(jax.random.key(seed, impl="rbg"), shape, jnp.float32)
 
 
 def params_of(module):
@@ -233,7 +233,7 @@ def test_dropout_same_seed_same_masks_and_broadcast_dims():
     # One mask per (example, channel): each feature map is all kept or all dropped.
     per_map = np.asarray(spatial).reshape(4, 36, 8)
     assert np.all(per_map.min(axis=1) == per_map.max(axis=1))
-    key = jax.random.key(9)
+    key = jax.random.key(9, impl="rbg")
     np.testing.assert_array_equal(
         nn.Dropout(0.5)(x, key=key), nn.dropout(x, 0.5, key)
     )  # an explicit key needs no Rngs
