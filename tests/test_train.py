@@ -363,16 +363,20 @@ def test_sigterm_checkpoints_and_resume_is_exact(uninterrupted, tmp_path, monkey
     assert [e["epoch"] for e in epochs] == [1, 2]
 
 
-def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path):
-    trainer.train_and_evaluate(tiny_config(num_epochs=1), tmp_path)
+def test_nan_loss_stops_naming_step_and_keeps_checkpoint(uninterrupted, tmp_path):
+    import shutil
+
+    # Resume the 2-epoch run from its epoch-1 checkpoint with an absurd learning rate: the
+    # loss overflows to inf/NaN in epoch 2 and the epoch-1 checkpoint must stay the newest.
+    shutil.copytree(uninterrupted[0] / "checkpoints" / "8", tmp_path / "checkpoints" / "8")
     assert Checkpointer(tmp_path).latest_step() == 8
-    # Continue the same run with an absurd learning rate: the loss overflows in epoch 2.
-    c = tiny_config(num_epochs=2, schedule="constant", learning_rate=1e30)
+    c = tiny_config(schedule="constant", learning_rate=1e30)
     with pytest.raises(
         trainer.NonFiniteLossError, match=r"loss is (nan|inf) at step \d+ \(epoch 2"
     ):
         trainer.train_and_evaluate(c, tmp_path)
     assert Checkpointer(tmp_path).latest_step() == 8  # the last good one
+    assert not (tmp_path / "results.json").exists()
 
 
 def test_early_stopping_on_validation(tmp_path):
