@@ -415,3 +415,14 @@ def test_catches_flipped_kernel_gradient_in_a_conv_rule():
         gradcheck(make(True), x, k)
     assert gradcheck(make(True), x, k, argnums=0).passed
     assert gradcheck(make(False), x, k).passed
+
+
+def test_directions_come_from_the_key():
+    x = RNG.normal(size=(6, 7))
+    run = lambda key: gradcheck(jnp.sin, x, mode="directional", num_directions=2, key=key)
+    a, b = run(jax.random.key(3)), run(jax.random.key(3))
+    assert a.worst.analytic == b.worst.analytic  # same key, same directions
+    assert run(jax.random.PRNGKey(3)).worst.analytic == a.worst.analytic  # raw uint32 key
+    assert run(jax.random.key(4)).worst.analytic != a.worst.analytic
+    with pytest.raises(ValueError, match=r"must be a jax.random key"):
+        run(jnp.ones(2))

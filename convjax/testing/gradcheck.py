@@ -289,6 +289,16 @@ def _select(args, argnums, wrt):
     return flat, treedef, selected, paths
 
 
+def _numpy_rng(key) -> np.random.Generator:
+    """A NumPy generator seeded by the bits of a ``jax.random`` key (typed or raw uint32)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    bits = np.asarray(key).ravel()
+    if not jnp.issubdtype(bits.dtype, jnp.integer):
+        raise ValueError(f"key={key!r} must be a jax.random key, e.g. jax.random.key(0).")
+    return np.random.default_rng([int(b) for b in bits])
+
+
 def _output_labeler(out_paths, out_shapes):
     """A function from a flat output position to its label (lazy: outputs can be large)."""
     offsets = np.cumsum([0] + [math.prod(shape) for shape in out_shapes])
@@ -496,7 +506,7 @@ def _check_map(
     num_directions,
     max_output_size,
     num_output_projections,
-    key,
+    rng,
     probe_names,
     out_names,
     kinks_fail,
@@ -507,7 +517,6 @@ def _check_map(
     n = x0.shape[0]
     dtype = x0.dtype
     eps_machine = float(jnp.finfo(dtype).eps)
-    k_dir, k_out = jax.random.split(key)
     x64 = x0.astype(np.float64)
     if mode == "full":
         V = np.eye(n)
@@ -516,7 +525,7 @@ def _check_map(
         h = step * np.maximum(1.0, np.abs(x64))
         probe_label = probe_names
     else:
-        V = np.asarray(jax.random.normal(k_dir, (num_directions, n), jnp.float32), np.float64)
+        V = rng.standard_normal((num_directions, n))
         V = V / np.sqrt(np.mean(V**2, axis=1, keepdims=True))  # unit RMS per coordinate
         h = np.full((num_directions,), step * max(1.0, float(np.sqrt(np.mean(x64**2)))))
 
@@ -534,9 +543,7 @@ def _check_map(
             Q = np.eye(m)
             q_label = out_names
         else:
-            Q = np.asarray(
-                jax.random.normal(k_out, (num_output_projections, m), jnp.float32), np.float64
-            )
+            Q = rng.standard_normal((num_output_projections, m))
 
             def q_label(j):
                 return f"output projection {j}"
@@ -658,7 +665,9 @@ def gradcheck(
         reverse-over-reverse).
       kinks: ``"report"`` (values at non-differentiable points go to ``report.kinks``) or
         ``"fail"`` (they count as failures).
-      key: ``jax.random`` key for directions and projections (default ``key(0)``).
+      key: ``jax.random`` key for directions and projections (default ``key(0)``). Its
+        bits seed a NumPy generator: drawing with ``jax.random`` would compile a new XLA
+        program for every problem size (about 1 s each on a busy 2-core CPU).
       batch_size: perturbed inputs per vectorised call.
       vectorize: evaluate the perturbed inputs with ``jax.vmap`` (fast); ``False`` loops.
       jit: compile the evaluations; ``False`` for functions that cannot be traced by jit.
@@ -701,7 +710,7 @@ def gradcheck(
         n = int(problem.x0.shape[0])
         resolved = mode if mode != "auto" else ("full" if n <= max_full_size else "directional")
         ad_modes = ("reverse", "forward") if ad == "both" else (ad,)
-        key = jax.random.key(0) if key is None else key
+        rng = _numpy_rng(jax.random.key(0) if key is None else key)
 
         offsets = np.cumsum([0] + problem.sizes)
 
@@ -724,19 +733,18 @@ def gradcheck(
             vectorize=vectorize,
             use_jit=jit,
         )
-        k1, k2, kq = jax.random.split(key, 3)
         results, num_probes, notes = _check_map(
             problem.f,
             problem.x0,
             problem.m,
             order=1,
-            key=k1,
+            rng=rng,
             probe_names=probe_names,
             out_names=out_label,
             **common,
         )
         if order == 2:
-            q = jax.random.normal(kq, (problem.m,), jnp.float32).astype(dt)
+            q = jnp.asarray(rng.standard_normal(problem.m), dt)
 
             def grad_f(x):
                 return jax.vjp(problem.f, x)[1](q)[0]
@@ -746,7 +754,7 @@ def gradcheck(
                 problem.x0,
                 n,
                 order=2,
-                key=k2,
+                rng=rng,
                 probe_names=probe_names,
                 out_names=lambda o: "d<q, out>/d" + "{} {}".format(*probe_names(o)),
                 **common,
