@@ -40,16 +40,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from convjax.train import distributed, sharding
+    from convjax.train import distributed
     from convjax.train.sweep import run_sweep
 
     if _DIST.value or _COORD.value:
         distributed.initialize(_COORD.value, _NPROC.value, _PID.value)
-    mesh = None
-    if _MESH.value:
-        import jax
-
-        mesh = sharding.make_mesh(members_axis=jax.device_count())
+    mesh = True if _MESH.value else None  # one mesh per group over every device
     main_proc = distributed.is_main_process()
     out = run_sweep(
         _CONFIG.value,

@@ -113,3 +113,59 @@ def test_single_process_helpers():
     got = distributed.gather({"a": np.arange(3)})
     np.testing.assert_array_equal(got["a"], np.arange(3))
     distributed.shutdown()  # no-op with one process
+
+
+@pytest.mark.slow
+def test_two_processes_run_a_sweep_with_experiments_sweep(tmp_path):
+    """experiments/sweep.py on 2 localhost processes (gloo), members sharded over both:
+    the table equals a single-process run of the same sweep (~3-6 min on 2 shared cores)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("XLA_FLAGS", None)
+    port = str(_free_port())
+    args = [
+        f"--config={ROOT}/configs/sweeps/random_optimizer.py:smoke",
+        "--config.num_trials=2",
+        "--config.base.train_subset=256",
+        "--config.base.num_epochs=1",
+        "--config.strategy=unrolled",
+    ]
+    script = str(ROOT / "experiments" / "sweep.py")
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                script,
+                *args,
+                f"--workdir={tmp_path}/multi",
+                "--mesh",
+                f"--coordinator=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=900)
+            assert p.returncode == 0, err[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    single = subprocess.run(
+        [sys.executable, script, *args, f"--workdir={tmp_path}/single"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    multi_rows = (tmp_path / "multi" / "results.csv").read_text().splitlines()
+    single_rows = (tmp_path / "single" / "results.csv").read_text().splitlines()
+    assert len(multi_rows) == 3 and multi_rows == single_rows
+    assert not (tmp_path / "multi" / "groups" / "1").exists()  # one population of 2

@@ -52,7 +52,7 @@ import numpy as np
 import optax
 
 from convjax import data as cdata
-from convjax.train import optim
+from convjax.train import distributed, optim
 from convjax.train import population as pop
 from convjax.train import sharding as shd
 from convjax.train import sweep_space as ss
@@ -232,6 +232,12 @@ def train_population(
         fns = {st: member_fns(*st) for st in dict.fromkeys(stats)}
         train_steps = [fns[st][0] for st in stats]
         eval_steps = [fns[st][1] for st in stats]
+    if strategy == "auto" and jax.process_count() > 1:
+        # Every process must run the same program: timings differ between hosts, so with
+        # several processes "auto" takes the backend's first candidate instead of racing.
+        strategy = pop.AUTO_CANDIDATES.get(jax.default_backend(), ("vmap",))[0]
+        if not callable(train_steps) and strategy not in pop.PER_MEMBER_STRATEGIES:
+            strategy = "unrolled"
     eval_strategy = strategy
     if eval_strategy == "auto" or (
         not callable(eval_steps) and eval_strategy not in pop.PER_MEMBER_STRATEGIES
@@ -266,7 +272,17 @@ def train_population(
         hparams = shd.shard_population(hparams, mesh)
 
     def place_batch(batch):
-        return shd.shard_batch(batch, mesh, per_member=True) if mesh is not None else batch
+        """Per-member batch (N, B, ...) onto the mesh: members split, B split over data when
+        the data axis divides it (else replicated over data)."""
+        if mesh is None:
+            return batch
+        b = int(jax.tree.leaves(batch)[0].shape[1])
+        if b % mesh.shape[shd.DATA] == 0:
+            return shd.shard_batch(batch, mesh, per_member=True)
+        return shd.shard_population(batch, mesh)
+
+    def place_keys(keys):
+        return shd.shard_population(keys, mesh) if mesh is not None else keys
 
     def evaluate(states, xs, ys, per_member_data: bool):
         """(N,) mean loss and accuracy over a split, in eval_batch_size chunks."""
@@ -283,10 +299,8 @@ def train_population(
                     "image": jnp.broadcast_to(xb, (n, *xb.shape)),
                     "label": jnp.broadcast_to(yb, (n, *yb.shape)),
                 }
-            if mesh is not None and batch["label"].shape[1] % mesh.shape["data"] == 0:
-                batch = place_batch(batch)
-            _, m = eval_fn(states, batch, dummy_keys, hparams)
-            m = jax.tree.map(np.asarray, m)
+            _, m = eval_fn(states, place_batch(batch), dummy_keys, hparams)
+            m = distributed.gather(m)
             loss += m["loss_sum"]
             correct += m["correct"]
         return loss / total, correct / total
@@ -294,7 +308,7 @@ def train_population(
     roots = [jax.random.split(jax.random.key(int(c.seed))) for c in cfgs]
     data_keys = [r[0] for r in roots]
     step_keys = [r[1] for r in roots]
-    dummy_keys = jax.random.split(jax.random.key(0), n)
+    dummy_keys = place_keys(jax.random.split(jax.random.key(0), n))
     hist_keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss")
     hist = [{k: [] for k in (*hist_keys, "test_accuracy", "learning_rate")} for _ in range(n)]
     patience = int(c0.get("early_stopping_patience", 0))
@@ -318,11 +332,11 @@ def train_population(
         correct = np.zeros(n, np.int64)
         t_epoch = time.perf_counter()
         for b in range(steps_per_epoch):
-            keys = jnp.stack([jax.random.fold_in(ek, b) for ek in epoch_keys])
+            keys = place_keys(jnp.stack([jax.random.fold_in(ek, b) for ek in epoch_keys]))
             batch = place_batch(gather(orders, b))
             t0 = time.perf_counter()
             states, m = step_fn(states, batch, keys, hparams)
-            m = jax.tree.map(np.asarray, m)
+            m = distributed.gather(m)
             dt = time.perf_counter() - t0
             train_time += dt
             if first:
@@ -341,7 +355,7 @@ def train_population(
             recs["val_loss"], recs["val_accuracy"] = evaluate(states, val_x, val_y, True)
         if c0.get("eval_test_every_epoch", True) or epoch + 1 == c0.num_epochs:
             recs["test_loss"], recs["test_accuracy"] = evaluate(states, test_x, test_y, False)
-        lr = np.asarray(_current_lr(states.opt_state))
+        lr = _current_lr(states.opt_state)
         for i in range(n):
             if stopped_at[i] is not None:
                 continue
@@ -393,7 +407,7 @@ def train_population(
 
 def _current_lr(opt_state):
     """Per-member learning rate now: unit schedule value x the member's step_size."""
-    hp = pop.get_hyperparams(opt_state)
+    hp = distributed.gather(pop.get_hyperparams(opt_state))
     return hp["learning_rate"] * hp["step_size"]
 
 
@@ -444,6 +458,9 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Run a sweep config (module docstring) in ``workdir``; returns records and file paths.
 
+    ``mesh``: None (one device), a ``("members", "data")`` mesh, or True for a mesh over every
+    device built per group (``sharding.make_mesh(group size)``).
+
     A group whose ``groups/<g>/results.json`` exists is read back instead of retrained.
     """
     workdir = Path(workdir)
@@ -472,7 +489,9 @@ def run_sweep(
         else:
             log(f"group {g + 1}/{len(groups)} ({label}): {len(idx)} members as one population")
             cfgs = [apply_overrides(config.base, ss.nest(trials[i]), where="space") for i in idx]
-            results = train_population(cfgs, strategy=strategy, mesh=mesh, log=log)
+            # mesh=True: a mesh per group over every device, its members axis gcd(N, devices)
+            gmesh = shd.make_mesh(len(idx)) if mesh is True else mesh
+            results = train_population(cfgs, strategy=strategy, mesh=gmesh, log=log)
             if write_files:
                 gdir.mkdir(parents=True, exist_ok=True)
                 _write_json(done, results)
