@@ -15,10 +15,12 @@ Forms (``form=``):
 - ``"unrolled"``: the k steps written out one after another in one jit (``lax.scan`` with
   ``unroll=k``), so XLA sees and schedules them as one straight-line program.
 
-Measured with ``benchmarks/bench_loops.py`` (results in ``benchmarks/results/loops.md``); on
-the 2-core CPU with jax 0.10.2 the rolled scan was far slower than separate calls (XLA's CPU
-backend runs a while-loop body without the parallel thunk scheduling it gives straight-line
-code) and the unrolled form was the fastest, so :data:`BEST_FORM` picks per backend.
+Measured with ``benchmarks/bench_loops.py`` (results in ``benchmarks/results/loops.md``): on
+the shared 2-core CPU with jax 0.10.2, default network, batch 128, k = 4, the rolled scan ran
+at 0.05x the speed of separate calls (2.1 vs 46 images/s, and 337 s to compile) while the
+unrolled form ran at 2.25x (105 images/s; load average 9-14 during the run, so the absolute
+numbers are low; DESIGN.md's idle-machine figures were 0.04x and 1.24x). :data:`BEST_FORM`
+therefore picks the unrolled form on CPU.
 """
 
 from __future__ import annotations
