@@ -31,3 +31,16 @@ from convjax.train.trainer import (
     prepare_config,
     train_and_evaluate,
 )
+
+# --- populations/sweeps ---
+# isort: split
+from convjax.train.ablation import run_ablation
+from convjax.train.population import (
+    STRATEGIES,
+    PopulationStep,
+    choose_strategy,
+    population_step,
+    stack,
+    unstack,
+)
+from convjax.train.sweep import POPULATION_FIELDS, run_sweep, train_population
