@@ -71,6 +71,16 @@ def test_bad_config_value_is_a_clear_error(tmp_path):
     assert "config.optimizer='rmsprop' is not supported" in r.stderr
 
 
+# Smoke sizes without the smoke cap of 2 epochs (these runs need more epochs than that).
+LONGER = [
+    "--config.smoke=False",
+    "--config.train_subset=512",
+    "--config.test_subset=256",
+    "--config.batch_size=64",
+    "--config.eval_batch_size=128",
+]
+
+
 def _wait_for_checkpoint(workdir, proc, timeout=300):
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -85,16 +95,16 @@ def _wait_for_checkpoint(workdir, proc, timeout=300):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
-    epochs = "--config.num_epochs=3"
-    full = train(tmp_path / "full", epochs)
+    epochs = ["--config.num_epochs=3", *LONGER]
+    full = train(tmp_path / "full", *epochs)
     assert full.returncode == 0, full.stderr[-3000:]
-    proc = train(tmp_path / "killed", epochs, wait=False)
+    proc = train(tmp_path / "killed", *epochs, wait=False)
     assert _wait_for_checkpoint(tmp_path / "killed", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed" / "results.json").exists()
-    resumed = train(tmp_path / "killed", epochs)
+    resumed = train(tmp_path / "killed", *epochs)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from checkpoint" in resumed.stdout
     a = json.loads((tmp_path / "full" / "results.json").read_text())
@@ -107,7 +117,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_exits_cleanly_with_checkpoint(tmp_path):
-    proc = train(tmp_path, "--config.num_epochs=30", wait=False)
+    proc = train(tmp_path, "--config.num_epochs=30", *LONGER, wait=False)
     assert _wait_for_checkpoint(tmp_path, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
