@@ -16,6 +16,7 @@ from flax import nnx
 
 import convjax.functional as cf
 from convjax import data as cdata
+from convjax import models as cmodels
 from convjax.models import PatternCNN
 from convjax.train import loops, metrics, optim, trainer
 from convjax.train.checkpoint import Checkpointer
@@ -282,6 +283,19 @@ def test_prepare_config_errors():
         trainer.prepare_config(tiny_config(loop="fast"))
     with pytest.raises(ValueError, match=r"config.model.name='ResNet99' is not a model"):
         trainer.make_model(tiny_config(**{"model.name": "ResNet99"}), (28, 28, 1), 10)
+
+
+def test_make_model_builds_partial_presets():
+    # ResNet20 and VGG16 are functools.partial presets, not classes; configs name them too.
+    c = tiny_config()
+    c.model = ml_collections.ConfigDict({"name": "ResNet20"})
+    model = nnx.eval_shape(lambda: trainer.make_model(c, (8, 8, 3), 10))
+    assert isinstance(model, cmodels.CifarResNet)
+    with pytest.raises(
+        ValueError, match=r"config.model.name='BasicBlock' is not a model.*ResNet20"
+    ):
+        c.model.name = "BasicBlock"
+        trainer.make_model(c, (8, 8, 3), 10)
 
 
 def test_smoke_shrinks_sizes():

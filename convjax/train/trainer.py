@@ -137,8 +137,14 @@ def make_model(config, input_shape, num_classes: int) -> nnx.Module:
     """The model ``config.model.name`` from :mod:`convjax.models`, with the other fields of
     ``config.model`` as keyword arguments, initialised from ``config.seed``."""
     name = config.model.name
-    if name not in cmodels.__all__ or not isinstance(getattr(cmodels, name), type):
-        names = [n for n in cmodels.__all__ if isinstance(getattr(cmodels, n), type)]
+    # Models are classes (PatternCNN) or functools.partial presets of one (ResNet20, VGG16);
+    # residual blocks are modules too but not whole models.
+    names = [
+        n
+        for n in cmodels.__all__
+        if callable(getattr(cmodels, n)) and n not in ("BasicBlock", "Bottleneck")
+    ]
+    if name not in names:
         raise ValueError(
             f"config.model.name={name!r} is not a model of convjax.models; use one of "
             f"{', '.join(names)}."
