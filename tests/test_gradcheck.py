@@ -332,7 +332,8 @@ def test_float64_is_scoped_and_dtype_none_keeps_float32():
 
 
 def test_flax_nnx_model_loss():
-    nnx = pytest.importorskip("flax.nnx")
+    from flax import nnx
+
     model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(model, nnx.Param)
     x = RNG.normal(size=(4, 3)).astype(np.float32)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from flax import nnx
+
 from convjax.functional.shapes import normalize_tuple
 
 
@@ -63,3 +65,13 @@ def freeze(value):
     if isinstance(value, (list, tuple)):
         return tuple(freeze(v) for v in value)
     return value
+
+
+def set_params(module, params: dict, use_bias: bool) -> None:
+    """Hold an initialiser's ``{"kernel", "bias"}`` as ``module.kernel`` / ``module.bias`` Params.
+
+    ``bias`` is ``None`` when ``use_bias`` is False, so the parameter tree matches the
+    functional op's ``bias=None``.
+    """
+    module.kernel = nnx.Param(params["kernel"])
+    module.bias = nnx.Param(params["bias"]) if use_bias else None

@@ -108,8 +108,7 @@ class Conv(nnx.Module):
             groups=self.groups,
             dtype=param_dtype,
         )
-        self.kernel = nnx.Param(params["kernel"])
-        self.bias = nnx.Param(params["bias"]) if use_bias else None
+        _checks.set_params(self, params, use_bias)
 
     def __call__(self, x):
         """Convolve ``x``; see the class docstring for shapes."""
@@ -220,8 +219,7 @@ class ConvTranspose(nnx.Module):
             groups=self.groups,
             dtype=param_dtype,
         )
-        self.kernel = nnx.Param(params["kernel"])
-        self.bias = nnx.Param(params["bias"]) if use_bias else None
+        _checks.set_params(self, params, use_bias)
 
     def __call__(self, x):
         """Transposed convolution of ``x``: ``(N, *spatial, C_in) -> (N, *spatial_out, C_out)``."""

@@ -60,8 +60,7 @@ class Dense(nnx.Module):
             use_bias=use_bias,
             dtype=param_dtype,
         )
-        self.kernel = nnx.Param(params["kernel"])
-        self.bias = nnx.Param(params["bias"]) if use_bias else None
+        _checks.set_params(self, params, use_bias)
 
     def __call__(self, x):
         """``(..., in_features) -> (..., out_features)``."""

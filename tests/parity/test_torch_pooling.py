@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 import convjax.functional as cf
 
-torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 CHUNKS = 12
