@@ -78,6 +78,9 @@ def get_config(arg=None):
     c.train_subset = 0  # > 0 uses only the first N training images
     c.test_subset = 0
     c.eval_test_every_epoch = True
+    # Devices one batch is split over: 0 = every local device that divides the batch sizes
+    # (experiments/*.py give XLA's CPU backend one device per core), 1 = one device.
+    c.data_parallel = 0
 
     c.loop = "auto"  # auto | step | scan | unrolled (benchmarks/results/loops.md)
     c.steps_per_call = 0  # 0 = the backend's measured best

@@ -21,6 +21,12 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from convjax import xla_env
+
+# Before JAX starts: one XLA CPU device per core, so the trainer can split each batch over
+# the cores (config.data_parallel; XLA runs one small conv on about one core).
+xla_env.use_cpu_cores()
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics, results and figures.")

@@ -140,3 +140,63 @@ def shard_batch(batch: PyTree, mesh: Mesh, *, per_member: bool = False) -> PyTre
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     """Place every leaf whole on every device of the mesh (e.g. a dataset, a scalar)."""
     return _put(tree, mesh, lambda nd: P())
+
+
+def constrain_batch(batch: PyTree, mesh: Mesh) -> PyTree:
+    """Inside ``jax.jit``: ask XLA to split every leaf ``(B, ...)`` along the data axis.
+
+    Leaves whose batch dimension the data axis does not divide are left to XLA (an eval tail
+    batch, say); the numbers never depend on the placement, only the speed does.
+    """
+    dsize = mesh.shape[DATA]
+
+    def constrain(x):
+        if np.ndim(x) == 0 or np.shape(x)[0] % dsize:
+            return x
+        spec = P(DATA, *([None] * (np.ndim(x) - 1)))
+        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+    return jax.tree.map(constrain, batch)
+
+
+def data_parallel_devices(
+    requested: int, batch_sizes: Sequence[int], devices: Sequence[jax.Device] | None = None
+) -> list[jax.Device]:
+    """The devices one model's batches are split over (``config.data_parallel``).
+
+    Args:
+      requested: 0 = automatic: the most local devices whose count divides every batch size;
+        1 = one device (no splitting); N = exactly N devices.
+      batch_sizes: the batch sizes that will be split (train and eval).
+      devices: candidates (default ``jax.local_devices()``).
+
+    Returns:
+      The first ``d`` candidate devices.
+
+    Raises:
+      ValueError: ``requested`` is negative, more than the devices there are, or does not
+        divide a batch size; the message names the fix.
+    """
+    devs = list(jax.local_devices() if devices is None else devices)
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+        raise ValueError(
+            f"config.data_parallel={requested!r} must be an int >= 0: 0 = every local device "
+            "that divides the batch size, 1 = one device, N = exactly N devices."
+        )
+    if requested == 0:
+        d = max(n for n in range(1, len(devs) + 1) if all(b % n == 0 for b in batch_sizes))
+        return devs[:d]
+    if requested > len(devs):
+        raise ValueError(
+            f"config.data_parallel={requested} asks for more devices than the {len(devs)} this "
+            f"process has; on a CPU start the process with XLA_FLAGS="
+            f"--xla_force_host_platform_device_count={requested} (experiments/*.py set one "
+            "device per core themselves), or use data_parallel=0."
+        )
+    bad = [b for b in batch_sizes if b % requested]
+    if bad:
+        raise ValueError(
+            f"config.data_parallel={requested} does not divide the batch size(s) {bad}; use a "
+            f"batch size that is a multiple of {requested}, or data_parallel=0."
+        )
+    return devs[:requested]

@@ -6,7 +6,10 @@ What it does, in order:
    and writes it to ``WORKDIR/config.json``.
 2. Loads the data set (``convjax.data.load_dataset``), holds out a validation split when
    ``validation_size > 0``, and puts the uint8 images on the device once. Batches are sliced,
-   augmented and normalised on the device inside the jitted step.
+   augmented and normalised on the device inside the jitted step. With more than one local
+   device (``config.data_parallel``, default 0 = all that divide the batch size; on a CPU
+   :mod:`convjax.xla_env` makes one device per core) the images and the state are replicated
+   and every batch is split over the devices.
 3. Builds the model (:func:`make_model`), saves and prints its ``convjax.inspect`` summary
    (``WORKDIR/summary.txt``), builds the optimizer and the train state.
 4. Resumes from the newest checkpoint in ``WORKDIR/checkpoints`` if there is one.
@@ -31,7 +34,8 @@ Results dict keys: ``test_accuracy``, ``test_loss`` (final, on the EMA weights i
 start of the call that ran the epoch), ``epochs_run``, ``stopped_early``,
 ``steps``, ``train_time_s`` (time in train steps, summed over resumed parts, compiles
 included), ``compile_s``, ``images_per_s`` (steady state, compiles excluded),
-``total_time_s``, ``num_params``, ``loop_form``, ``steps_per_call``, ``backend``, ``seed``.
+``total_time_s``, ``num_params``, ``loop_form``, ``steps_per_call``, ``backend``,
+``data_parallel_devices``, ``seed``.
 Accuracies are fractions in ``[0, 1]``.
 """
 
@@ -54,7 +58,7 @@ from flax import nnx
 
 from convjax import data as cdata
 from convjax import models as cmodels
-from convjax.train import loops, optim, plots
+from convjax.train import loops, optim, plots, sharding
 from convjax.train.checkpoint import Checkpointer
 from convjax.train.metrics import MetricsWriter, ProgressBar
 from convjax.train.state import create_train_state, merge_model, rng_stream_names
@@ -299,6 +303,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
             f"smaller batch_size."
         )
     steps_per_epoch = n_train // bs
+    # Data parallelism over this process's devices (on a CPU: one device per core, see
+    # convjax.xla_env): parameters replicated, each batch split; XLA's SPMD partitioner adds
+    # the gradient and batch-norm all-reduces, so the numbers equal one device's up to float
+    # summation order.
+    data_devices = sharding.data_parallel_devices(
+        cfg.get("data_parallel", 0), (bs, int(cfg.eval_batch_size))
+    )
+    mesh = sharding.make_mesh(1, devices=data_devices) if len(data_devices) > 1 else None
+
+    def place(tree):
+        return jax.device_put(tree) if mesh is None else sharding.replicate(tree, mesh)
+
     tx = optim.make_optimizer(cfg, steps_per_epoch)
     ema_decay = float(cfg.get("ema_decay", 0.0))
     model_def, state = create_train_state(model, tx, ema=ema_decay > 0)
@@ -315,9 +331,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
         ema_decay=ema_decay,
         rng_streams=rng_stream_names(model),
     )
-    eval_step = jax.jit(
-        make_eval_step(model_def, mean=mean, std=std, tta_flip=bool(cfg.get("tta_flip", False)))
+    eval_step = make_eval_step(
+        model_def, mean=mean, std=std, tta_flip=bool(cfg.get("tta_flip", False))
     )
+    if mesh is not None:  # split the batches inside the jitted steps
+        member_train_step, member_eval_step = train_step, eval_step
+
+        def train_step(state, batch, key, hparams):
+            return member_train_step(state, sharding.constrain_batch(batch, mesh), key, hparams)
+
+        def eval_step(state, images, labels):
+            return member_eval_step(state, *sharding.constrain_batch((images, labels), mesh))
+
+    eval_step = jax.jit(eval_step)
     hparams = {"label_smoothing": float(cfg.get("label_smoothing", 0.0))}
 
     form = cfg.get("loop", "auto")
@@ -328,13 +354,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
     k = 1 if form == "step" else max(1, k)
     steps = loops.StepCache(train_step, form, k)
 
-    train_images = jax.device_put(ds.train_images)
-    train_labels = jax.device_put(ds.train_labels)
-    test_images = jax.device_put(ds.test_images)
-    test_labels = jax.device_put(ds.test_labels)
+    train_images = place(ds.train_images)
+    train_labels = place(ds.train_labels)
+    test_images = place(ds.test_images)
+    test_labels = place(ds.test_labels)
     if ds.has_validation:
-        val_images = jax.device_put(ds.validation_images)
-        val_labels = jax.device_put(ds.validation_labels)
+        val_images = place(ds.validation_images)
+        val_labels = place(ds.validation_labels)
     root = jax.random.key(cfg.seed)
     data_key, step_key = jax.random.split(root)
 
@@ -350,6 +376,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
             file=out,
             flush=True,
         )
+    state = place(state)
     hist = meta["history"]
     patience = int(cfg.get("early_stopping_patience", 0))
     log_every = max(1, int(cfg.get("log_every_steps", 50)))
@@ -510,10 +537,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
         "loop_form": form,
         "steps_per_call": k,
         "backend": jax.default_backend(),
+        "data_parallel_devices": len(data_devices),
         "seed": cfg.seed,
         "dataset": cfg.dataset,
     }
-    _figures(cfg, workdir, model_def, state, hist, ds)
+    # Figures run eagerly on one device: gather the (possibly replicated) state there.
+    _figures(cfg, workdir, model_def, jax.device_put(jax.device_get(state)), hist, ds)
     write_json_atomic(workdir / RESULTS_FILE, results)
     print(
         f"test accuracy: {100 * test_acc:.2f}% (loss {test_loss:.4f}) after "
