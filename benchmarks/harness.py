@@ -38,7 +38,13 @@ from collections.abc import Callable
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `convjax` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax
+from convjax import xla_env  # noqa: E402
+
+# One XLA CPU device per core (as experiments/*.py do) for the "batch split" rows; the other
+# JAX rows run on the first device alone, as before. CONVJAX_CPU_DEVICES=1 turns it off.
+xla_env.use_cpu_cores()
+
+import jax  # noqa: E402
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -98,7 +104,8 @@ def environment(torch_device: str) -> str:
         f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"machine: {_cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}",
         f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, backend {jax.default_backend()}, "
-        f"device {getattr(dev, 'device_kind', dev.platform)}), flax {flax.__version__}, "
+        f"device {getattr(dev, 'device_kind', dev.platform)} x {jax.device_count()}), "
+        f"flax {flax.__version__}, "
         f"torch {torch.__version__} (device {torch_device}, threads {torch.get_num_threads()}"
         + (
             f", {torch.cuda.get_device_name(0)}, cudnn {torch.backends.cudnn.version()}"
@@ -394,6 +401,7 @@ def bench_textbook(args, device) -> str:
         "convjax impl=winograd": (lambda p, x: mj.convjax_cnn(p, x, impl="winograd"), x),
         "convjax impl=auto": (lambda p, x: mj.convjax_cnn(p, x, impl="auto"), x),
     }
+    split = _split_over_devices(batch)
     cands = []
     ref_out = None
     for name, (fwd, xx) in variants.items():
@@ -407,6 +415,20 @@ def bench_textbook(args, device) -> str:
             continue
         cands.append(c)
         out = jax.jit(step)(params, vel, xx, y)
+        if name == "convjax impl=lax NHWC" and split is not None:
+            # The same step, parameters replicated and the batch split over every device
+            # (the trainer's config.data_parallel): XLA adds the gradient all-reduce.
+            ndev, rep, shard = split
+            sname = f"convjax impl=lax NHWC, batch split over {ndev} devices"
+            sargs = (rep(params), rep(vel), shard(xx), shard(y))
+            sc = _try(sname, lambda: jax_candidate(sname, step, *sargs), failures)
+            if sc is not None:
+                cands.append(sc)
+                sout = jax.jit(step)(*sargs)
+                notes.append(
+                    f"{sname}: |loss - ref| = {abs(float(sout[2]) - float(out[2])):.2e}, "
+                    f"max |params - ref| after one step = {_max_diff(sout[0], out[0]):.2e}"
+                )
         if ref_out is None:
             ref_out = out
         else:
@@ -445,6 +467,22 @@ def bench_textbook(args, device) -> str:
         "~115 MFLOP/image"
     )
     return _train_table(title, cands, batch, args, notes)
+
+
+def _split_over_devices(batch):
+    """``(count, replicate, shard)`` placing arrays over every local device, or None when
+    there is one device or the batch does not divide evenly."""
+    from convjax.train import sharding
+
+    devs = sharding.data_parallel_devices(0, (batch,))
+    if len(devs) < 2:
+        return None
+    mesh = sharding.make_mesh(1, devices=devs)
+    return (
+        len(devs),
+        lambda t: sharding.replicate(t, mesh),
+        lambda t: sharding.shard_batch(t, mesh),
+    )
 
 
 def _set_conv_impl(model, impl):
