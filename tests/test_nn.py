@@ -240,6 +240,30 @@ def test_dropout_same_seed_same_masks_and_broadcast_dims():
     )  # an explicit key needs no Rngs
 
 
+def test_dropout_traced_rate_equals_python_rate_and_set_dropout_rate():
+    x = jnp.ones((8, 500))
+    key = jax.random.key(5)
+    # a traced per-member rate (what a population passes) gives the Python rate's mask
+    for rate in (0.0, 0.3):
+        traced = jax.jit(lambda r: nn.dropout(x, r, key))(jnp.float32(rate))
+        np.testing.assert_array_equal(traced, nn.dropout(x, rate, key))
+    per_member = jax.vmap(lambda r: nn.dropout(x, r, key))(jnp.array([0.1, 0.6]))
+    assert abs(float(jnp.mean(per_member[0] == 0)) - 0.1) < 0.02
+    assert abs(float(jnp.mean(per_member[1] == 0)) - 0.6) < 0.02
+    model = nn.Sequential(
+        nn.Dropout(0.2, rngs=rngs(0)), nn.Dense(3, 3, rngs=rngs(1)), nn.Dropout(0.4, rngs=rngs(2))
+    )
+    assert nn.set_dropout_rate(model, 0.1, paths=[("layers", 2)]) == 1
+    assert [model.layers[0].rate, model.layers[2].rate] == [0.2, 0.1]
+    assert nn.set_dropout_rate(model, np.float32(0.0)) == 2 and model.layers[0].rate == 0.0
+    with pytest.raises(ValueError, match=r"paths \[\('layers', 1\)\] are not Dropout layers"):
+        nn.set_dropout_rate(model, 0.1, paths=[("layers", 1)])
+    with pytest.raises(ValueError, match=r"set_dropout_rate: rate=1.0 must be a float in \[0, 1\)"):
+        nn.set_dropout_rate(model, 1.0)
+    with pytest.raises(ValueError, match=r"dropout: rate has shape \(2,\); pass one scalar"):
+        nn.dropout(x, jnp.array([0.1, 0.2]), key)
+
+
 # ------------------------------------------------------------------ BatchNorm (PyTorch oracle)
 
 

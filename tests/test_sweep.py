@@ -55,6 +55,10 @@ def test_group_trials_splits_on_structural_fields_only():
     assert sorted(i for _, idx in groups for i in idx) == list(range(8))
     one = ss.group_trials(trials, {"optimizer.learning_rate", "seed", "model.pool"})
     assert len(one) == 1 and one[0][0] == {}
+    # a dropout rate is a population field, but rate 0 (no Dropout layer) is its own group
+    drops = ss.grid_trials((("model.dropout", (0.0, 0.2, 0.5)),))
+    groups = ss.group_trials(drops, {"model.dropout"}, ("model.dropout",))
+    assert groups == [({"model.dropout > 0": False}, [0]), ({"model.dropout > 0": True}, [1, 2])]
 
 
 def test_nest():
@@ -131,17 +135,24 @@ def tiny_base():
 
 
 def test_each_member_equals_train_and_evaluate_alone(tmp_path):
-    """Members differing in lr, momentum, label smoothing and seed (so in init, data order,
-    validation split and normalisation) trained as one population vs each trained alone."""
+    """Members differing in lr, momentum, label smoothing, dropout rate and seed (so in init,
+    data order, validation split and normalisation) trained as one population vs each alone."""
     from convjax.train import sweep, trainer
     from convjax.train.ablation import apply_overrides
 
     base = tiny_base()
     cfgs = [
         apply_overrides(
-            base, {"learning_rate": lr, "seed": s, "label_smoothing": ls, "momentum": mo}
+            base,
+            {
+                "learning_rate": lr,
+                "seed": s,
+                "label_smoothing": ls,
+                "momentum": mo,
+                "model": {"dropout": dr},
+            },
         )
-        for lr, s, ls, mo in [(0.05, 0, 0.1, 0.9), (0.2, 1, 0.0, 0.5)]
+        for lr, s, ls, mo, dr in [(0.05, 0, 0.1, 0.9, 0.2), (0.2, 1, 0.0, 0.5, 0.5)]
     ]
     got = sweep.train_population(cfgs, strategy="unrolled", log=lambda s: None)
     for i, (c, r) in enumerate(zip(cfgs, got)):
@@ -168,23 +179,33 @@ def test_population_refuses_structural_differences():
         sweep.train_population([base, other])
     with pytest.raises(ValueError, match=r"configs=\[\] is empty"):
         sweep.check_population([])
+    # dropout rates may differ inside a population, dropout on/off may not
+    no_drop, drop = (apply_overrides(base, {"model": {"dropout": r}}) for r in (0.0, 0.3))
+    with pytest.raises(ValueError, match=r"configs\[1\] differs .* \['model.dropout > 0'\]"):
+        sweep.check_population([no_drop, drop])
+    sweep.check_population([drop, apply_overrides(base, {"model": {"dropout": 0.1}})])
     tta = apply_overrides(base, {"tta_flip": True})
     with pytest.raises(ValueError, match=r"config.tta_flip=True is not supported"):
         sweep.check_population([tta])
 
 
 @pytest.mark.parametrize(
-    "name, groups, members",
-    [("lr_smoothing", 1, 12), ("pooling_lr", 3, 3), ("random_optimizer", 1, 8)],
+    "name, sizes",
+    [
+        ("lr_smoothing", [12]),
+        ("pooling_lr", [3, 3, 3]),
+        ("random_optimizer", [8]),
+        ("dropout_wd", [2, 6]),
+    ],
 )
-def test_ready_sweep_configs(name, groups, members):
+def test_ready_sweep_configs(name, sizes):
     from convjax.train import sweep
 
     for arg in (None, "smoke"):
         cfg, doc = load_cfg(f"configs/sweeps/{name}.py", arg)
         trials = sweep.expand_trials(cfg)
-        g = ss.group_trials(trials, sweep.POPULATION_FIELDS)
-        assert len(g) == groups and all(len(idx) == members for _, idx in g)
+        g = ss.group_trials(trials, sweep.POPULATION_FIELDS, sweep.PRESENCE_FIELDS)
+        assert [len(idx) for _, idx in g] == sizes
     assert f"--config=configs/sweeps/{name}.py" in doc and "Expected time" in doc
 
 

@@ -18,7 +18,7 @@ from flax import nnx
 
 from convjax.nn import _checks, _trace
 
-__all__ = ["dropout", "Dropout"]
+__all__ = ["dropout", "Dropout", "set_dropout_rate"]
 
 
 def dropout(x, rate: float, key, *, broadcast_dims: Sequence[int] = ()):
@@ -26,7 +26,8 @@ def dropout(x, rate: float, key, *, broadcast_dims: Sequence[int] = ()):
 
     Args:
       x: array of any shape.
-      rate: drop probability in ``[0, 1)``.
+      rate: drop probability in ``[0, 1)``: a Python number (checked), or a scalar array, which
+        may be traced (a population's per-member rate; not range-checked, the caller owns it).
       key: a ``jax.random`` key; the same key gives the same mask.
       broadcast_dims: axes along which the mask is shared (e.g. the spatial axes
         ``(1, 2)`` of an NHWC input drop whole feature maps: "spatial dropout").
@@ -34,8 +35,8 @@ def dropout(x, rate: float, key, *, broadcast_dims: Sequence[int] = ()):
     Returns:
       array of ``x``'s shape and dtype.
     """
-    rate = _checks.check_rate(rate, "rate", "dropout")
-    if rate == 0.0:
+    rate = _rate(rate, "dropout")
+    if not _is_traced(rate) and rate == 0.0:
         return x
     mask_shape = list(x.shape)
     for d in broadcast_dims:
@@ -49,6 +50,57 @@ def dropout(x, rate: float, key, *, broadcast_dims: Sequence[int] = ()):
     keep = 1.0 - rate
     mask = jax.random.bernoulli(key, keep, tuple(mask_shape))
     return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
+
+
+def _is_traced(value) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def _rate(rate, owner: str):
+    """A checked Python float, or a traced scalar passed through (its values are unknown)."""
+    if hasattr(rate, "__array__") or _is_traced(rate):
+        if jnp.ndim(rate) != 0:
+            raise ValueError(
+                f"{owner}: rate has shape {jnp.shape(rate)}; pass one scalar rate (vmap a "
+                "population over its members instead)."
+            )
+        if _is_traced(rate):
+            return rate
+        rate = float(rate)
+    return _checks.check_rate(rate, "rate", owner)
+
+
+def set_dropout_rate(model: nnx.Module, rate, *, paths=None) -> int:
+    """Set the rate of ``model``'s :class:`Dropout` layers, e.g. to a traced per-member array.
+
+    A population trains members that differ in their dropout rate with one traced program:
+    inside the step, the merged model's layers get the member's rate as an array (see
+    ``convjax.train.steps.make_train_step``'s ``dropout_paths``).
+
+    Args:
+      model: any NNX module.
+      rate: a Python number in ``[0, 1)`` or a scalar (possibly traced) array.
+      paths: the module paths (tuples, as ``nnx.iter_modules`` gives) of the layers to set;
+        None sets every Dropout layer.
+
+    Returns:
+      How many layers were set.
+
+    Raises:
+      ValueError: a bad rate, or a path that is not a Dropout layer of ``model``.
+    """
+    rate = _rate(rate, "set_dropout_rate")
+    layers = {path: m for path, m in nnx.iter_modules(model) if isinstance(m, Dropout)}
+    wanted = list(layers) if paths is None else [tuple(p) for p in paths]
+    missing = [p for p in wanted if p not in layers]
+    if missing:
+        raise ValueError(
+            f"set_dropout_rate: paths {missing} are not Dropout layers of the model; its Dropout "
+            f"layers are at {sorted(layers)}."
+        )
+    for p in wanted:
+        layers[p].rate = rate
+    return len(wanted)
 
 
 class Dropout(nnx.Module):
@@ -89,7 +141,8 @@ class Dropout(nnx.Module):
 
     def __call__(self, x, *, key=None):
         """Apply dropout; ``key`` (a ``jax.random`` key) overrides the layer's stream."""
-        if self.deterministic or self.rate == 0.0:
+        # A traced rate (set_dropout_rate) cannot be compared in Python: it always runs.
+        if self.deterministic or (not _is_traced(self.rate) and self.rate == 0.0):
             y = x
         else:
             if key is None:

@@ -11,9 +11,10 @@ expects::
 - ``key``: a ``jax.random`` key for this step; it is split into the augmentation key and the
   dropout key, so the step is a deterministic function of its arguments.
 - ``hparams``: a dict of per-run numeric hyperparameters that are not in the optimizer
-  state; today ``{"label_smoothing": float or () array}``. Arrays make the step vmappable or
-  stackable over a population with different values (optimizer hyperparameters such as the
-  learning rate live in ``state.opt_state.hyperparams``).
+  state: ``{"label_smoothing": float or () array}`` and, for a step built with
+  ``dropout_paths``, ``"dropout_rate"`` (the rate of those Dropout layers). Arrays make the
+  step vmappable or stackable over a population with different values (optimizer
+  hyperparameters such as the learning rate live in ``state.opt_state.hyperparams``).
 - ``metrics``: ``{"loss": () float32, "correct": () int32}`` (mean loss and the number of
   correct top-1 predictions in the batch).
 
@@ -35,6 +36,7 @@ import optax
 from flax import nnx
 
 import convjax.functional as cf
+import convjax.nn as cnn
 from convjax import data as cdata
 from convjax.train.state import ModelDef, TrainState, merge_model
 
@@ -69,6 +71,7 @@ def make_train_step(
     augment: Mapping | None = None,
     ema_decay: float = 0.0,
     rng_streams: Sequence[str] = ("default",),
+    dropout_paths: Sequence[tuple] | None = None,
 ):
     """Build the pure member step ``train_step(state, batch, key, hparams)`` (module docstring).
 
@@ -81,6 +84,9 @@ def make_train_step(
       ema_decay: EMA factor in ``(0, 1)`` when ``state.ema_params`` is not None.
       rng_streams: the model's RNG stream names (``state.rng_stream_names``); each is reseeded
         from the step's dropout key.
+      dropout_paths: module paths of the Dropout layers whose rate comes from
+        ``hparams["dropout_rate"]`` (a population's per-member rate); None keeps the rates the
+        model was built with.
 
     Returns:
       ``train_step(state, batch, key, hparams) -> (state, metrics)``.
@@ -103,6 +109,8 @@ def make_train_step(
         def loss_fn(params):
             model = merge_model(model_def, params, state.batch_stats)
             model.train()
+            if dropout_paths:
+                cnn.set_dropout_rate(model, hparams["dropout_rate"], paths=dropout_paths)
             if rng_streams:
                 nnx.reseed(model, **{name: key_drop for name in rng_streams})
             logits = model(x)

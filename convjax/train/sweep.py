@@ -23,10 +23,14 @@ Which fields vary inside one population (:data:`POPULATION_FIELDS`):
 - ``seed``: per-member initialisation, data order, validation split and step keys (each member
   gets its own batch; a different validation split also changes the training set's
   normalisation statistics, which are therefore passed per member too).
+- ``model.dropout``: an array passed to the train step, which sets it as the rate of the
+  Dropout layers that ``model.dropout`` builds (``convjax.nn.set_dropout_rate``; the layers
+  are found by building the model with a second rate and comparing). Whether the rate is
+  zero stays structural: the zoo builds no Dropout layer for a zero rate, and the layer's
+  construction draws from the model's RNG stream, so a rate-0 member and a rate-0.3 member
+  start from different initial weights and form two groups.
 
-Everything else is structural and splits the sweep into groups -- including
-``model.dropout``: ``convjax.nn.Dropout`` checks its rate as a Python float at construction,
-so the rate is baked into the traced program.
+Everything else is structural and splits the sweep into groups.
 
 Each member's final metrics equal training it alone with ``train_and_evaluate`` (same data
 order, keys and steps; float tolerance) -- ``tests/test_sweep.py`` checks it. Early stopping
@@ -50,7 +54,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from flax import nnx
 
+import convjax.nn as cnn
 from convjax import data as cdata
 from convjax.train import distributed, optim
 from convjax.train import population as pop
@@ -62,7 +68,17 @@ from convjax.train.steps import make_eval_step, make_train_step
 from convjax.train.trainer import load_data, make_model, prepare_config
 
 #: Config fields that may differ between the members of one population.
-POPULATION_FIELDS = ("learning_rate", "weight_decay", "momentum", "label_smoothing", "seed")
+POPULATION_FIELDS = (
+    "learning_rate",
+    "weight_decay",
+    "momentum",
+    "label_smoothing",
+    "seed",
+    "model.dropout",
+)
+
+#: Population fields whose on/off state (value > 0) is structural (see the module docstring).
+PRESENCE_FIELDS = ("model.dropout",)
 
 #: Fields the population loop ignores (output/loop form only; they change no number).
 _IGNORED = {"loop", "steps_per_call", "log_every_steps", "progress", "tensorboard", "verbose"}
@@ -100,11 +116,17 @@ def check_population(configs: Sequence[ml_collections.ConfigDict]) -> None:
             for k in set(ref) | set(cur)
             if k not in POPULATION_FIELDS and k not in _IGNORED and ref.get(k) != cur.get(k)
         )
+        diff += [
+            f"{k} > 0"
+            for k in PRESENCE_FIELDS
+            if k in ref and bool(ref[k] > 0) != bool(cur.get(k, 0) > 0)
+        ]
         if diff:
             raise ValueError(
                 f"train_population: configs[{i}] differs from configs[0] in structural fields "
-                f"{diff}; members of one population may differ only in {POPULATION_FIELDS}. "
-                "Split them into groups (run_sweep does this)."
+                f"{diff}; members of one population may differ only in {POPULATION_FIELDS} "
+                f"(and {list(PRESENCE_FIELDS)} only among nonzero values). Split them into "
+                "groups (run_sweep does this)."
             )
     for k, ok in _UNSUPPORTED.items():
         if bool(configs[0].get(k, ok)) != ok:
@@ -135,6 +157,27 @@ def _hparam_values(cfg) -> dict[str, float]:
     if cfg.optimizer != "sgd" and cfg.optimizer != "adamw":
         hp.pop("weight_decay")  # plain adam has no weight decay hyperparameter
     return hp
+
+
+def _dropout_paths(cfg, ds) -> list[tuple]:
+    """Module paths of the Dropout layers whose rate is ``cfg.model.dropout`` (none if 0).
+
+    Found by building the model a second time with another nonzero rate: the layers whose rate
+    changed are the ones ``model.dropout`` controls (a model's other dropout knobs, such as
+    PatternCNN's ``conv_dropout``, keep theirs).
+    """
+    rate = float(cfg.model.get("dropout", 0.0) or 0.0)
+    if rate <= 0.0:
+        return []
+    probe_cfg = ml_collections.ConfigDict(cfg.to_dict())
+    probe_cfg.model.dropout = 0.5 if rate != 0.5 else 0.25
+
+    def rates(c):
+        model = make_model(c, ds.image_shape, ds.num_classes)
+        return {p: m.rate for p, m in nnx.iter_modules(model) if isinstance(m, cnn.Dropout)}
+
+    built, probe = rates(cfg), rates(probe_cfg)
+    return sorted(p for p in built if built[p] != probe.get(p))
 
 
 def train_population(
@@ -202,6 +245,9 @@ def train_population(
     hparams = {
         "label_smoothing": jnp.asarray([float(c.get("label_smoothing", 0.0)) for c in cfgs]),
     }
+    dropout_paths = _dropout_paths(c0, dss[0])
+    if dropout_paths:
+        hparams["dropout_rate"] = jnp.asarray([float(c.model.dropout) for c in cfgs])
     aug = c0.get("augment", None)
     aug = aug.to_dict() if aug is not None else {}
 
@@ -214,6 +260,7 @@ def train_population(
             augment=aug,
             ema_decay=ema_decay,
             rng_streams=streams,
+            dropout_paths=dropout_paths,
         )
         eval_step = make_eval_step(model_def, mean=mean, std=std)
 
@@ -472,7 +519,7 @@ def run_sweep(
             f"sweep config: population_fields has {unknown}, which cannot vary inside a "
             f"population; allowed: {POPULATION_FIELDS}."
         )
-    groups = ss.group_trials(trials, pop_fields)
+    groups = ss.group_trials(trials, pop_fields, PRESENCE_FIELDS)
     metric = config.get("metric", "val_accuracy")
     strategy = config.get("strategy", "auto")
     if write_files:

@@ -116,16 +116,22 @@ def make_trials(search: str, space, *, num_trials: int | None = None, seed: int 
 
 
 def group_trials(
-    trials: Sequence[Mapping[str, Any]], population_fields: Iterable[str]
+    trials: Sequence[Mapping[str, Any]],
+    population_fields: Iterable[str],
+    presence_fields: Iterable[str] = (),
 ) -> list[tuple[dict[str, Any], list[int]]]:
     """Split trials into populations: ``[(structural_values, [trial indices])]``.
 
     Trials whose fields outside ``population_fields`` agree form one group (first-seen order).
+    For a field of ``presence_fields`` (a population field whose zero/nonzero state changes
+    the model, e.g. ``model.dropout``), ``"<field> > 0"`` is part of the structural values.
     """
     pop = set(population_fields)
+    presence = [f for f in presence_fields if f in pop]
     groups: dict[tuple, tuple[dict[str, Any], list[int]]] = {}
     for i, t in enumerate(trials):
         structural = {k: v for k, v in t.items() if k not in pop}
+        structural.update({f"{f} > 0": bool(t[f] > 0) for f in presence if f in t})
         key = tuple(sorted((k, repr(v)) for k, v in structural.items()))
         groups.setdefault(key, (structural, []))[1].append(i)
     return list(groups.values())
