@@ -38,13 +38,13 @@ from collections.abc import Callable
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `convjax` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from convjax import xla_env  # noqa: E402
+from convjax import xla_env
 
 # One XLA CPU device per core (as experiments/*.py do) for the "batch split" rows; the other
 # JAX rows run on the first device alone, as before. CONVJAX_CPU_DEVICES=1 turns it off.
 xla_env.use_cpu_cores()
 
-import jax  # noqa: E402
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -421,7 +421,11 @@ def bench_textbook(args, device) -> str:
             ndev, rep, shard = split
             sname = f"convjax impl=lax NHWC, batch split over {ndev} devices"
             sargs = (rep(params), rep(vel), shard(xx), shard(y))
-            sc = _try(sname, lambda: jax_candidate(sname, step, *sargs), failures)
+            sc = _try(
+                sname,
+                lambda sname=sname, step=step, sargs=sargs: jax_candidate(sname, step, *sargs),
+                failures,
+            )
             if sc is not None:
                 cands.append(sc)
                 sout = jax.jit(step)(*sargs)

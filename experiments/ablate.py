@@ -17,11 +17,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from convjax import xla_env  # noqa: E402
+from convjax import xla_env
 
 xla_env.use_cpu_cores()  # before JAX starts: one CPU device per core (see experiments/train.py)
 
-from convjax.train.ablation import run_ablation  # noqa: E402
+from convjax.train.ablation import run_ablation
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Ablation config file (configs/ablations/<name>.py).", lock_config=True
