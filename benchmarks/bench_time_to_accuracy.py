@@ -25,6 +25,13 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+sys.path.insert(0, ROOT)
+
+from convjax import xla_env
+
+# As experiments/train.py does: one XLA CPU device per core, so train_and_evaluate splits each
+# batch over the cores (config.data_parallel). CONVJAX_CPU_DEVICES=1 measures one device.
+xla_env.use_cpu_cores()
 
 
 def load_config(path):
@@ -81,6 +88,7 @@ def run(config, threshold, workdir):
             "records": jax_records,
             "time_to": time_to(jax_records, threshold),
             "images_per_s": res["images_per_s"],
+            "devices": res["data_parallel_devices"],
         },
         "pytorch": {"records": torch_records, "time_to": time_to(torch_records, threshold)},
     }
@@ -130,7 +138,8 @@ def main(argv=None):
         f"Command: `.venv/bin/python benchmarks/bench_time_to_accuracy.py "
         f"{' '.join(sys.argv[1:])}`  \n"
         f"Recipe: `{os.path.relpath(a.config, ROOT)}` ({cfg.num_epochs} epochs, batch "
-        f"{cfg.batch_size}); jax {jax.__version__} ({jax.default_backend()}), torch "
+        f"{cfg.batch_size}); jax {jax.__version__} ({jax.default_backend()}, "
+        f"{out['convjax']['devices']} device(s) per batch), torch "
         f"{torch.__version__} (CPU, {torch.get_num_threads()} threads); {os.cpu_count()} CPUs; "
         f"{load_before} before, {cpu_load()} after (shared machine: times are pessimistic)."
     )
