@@ -122,12 +122,16 @@ def environment(torch_device: str) -> str:
 
 
 class Candidate:
-    """A zero-argument callable that runs (and waits for) one call, plus its setup costs."""
+    """A zero-argument callable that runs (and waits for) one call, plus its setup costs.
 
-    def __init__(self, name, call: Callable[[], object], compile_s=float("nan")):
+    ``steps``: train steps one call runs (the per-step columns divide by it).
+    """
+
+    def __init__(self, name, call: Callable[[], object], compile_s=float("nan"), steps=1):
         self.name = name
         self.call = call
         self.compile_s = compile_s
+        self.steps = steps
         start = time.perf_counter()
         call()
         self.first_s = time.perf_counter() - start
@@ -135,14 +139,32 @@ class Candidate:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.samples)
+        """Median seconds per train step (per call for steps=1)."""
+        return statistics.median(self.samples) / self.steps
 
 
-def jax_candidate(name, fn, *args) -> Candidate:
+def jax_candidate(name, fn, *args, steps=1) -> Candidate:
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - start
-    return Candidate(name, lambda: jax.block_until_ready(compiled(*args)), compile_s)
+    return Candidate(name, lambda: jax.block_until_ready(compiled(*args)), compile_s, steps)
+
+
+def unrolled_steps(step, k: int):
+    """``k`` applications of ``step(params, velocity, x, y)`` on the same batch in one
+    program, written out (``lax.scan`` with ``unroll=k``): the loop form the trainer picks
+    on CPU (``convjax.train.loops``). Returns the last step's outputs."""
+
+    def multi(params, velocity, x, y):
+        def body(carry, _):
+            p, v, _ = carry
+            return step(p, v, x, y), None
+
+        first = step(params, velocity, x, y)
+        out, _ = lax.scan(body, first, None, length=k - 1, unroll=k - 1)
+        return out
+
+    return multi
 
 
 def torch_candidate(name, fn, device) -> Candidate:
@@ -426,8 +448,19 @@ def bench_textbook(args, device) -> str:
                 lambda sname=sname, step=step, sargs=sargs: jax_candidate(sname, step, *sargs),
                 failures,
             )
+            k = 4
+            uname = f"{sname}, {k} steps per call (unrolled)"
+            uc = _try(
+                uname,
+                lambda uname=uname, step=step, sargs=sargs, k=k: jax_candidate(
+                    uname, unrolled_steps(step, k), *sargs, steps=k
+                ),
+                failures,
+            )
             if sc is not None:
                 cands.append(sc)
+                if uc is not None:
+                    cands.append(uc)
                 sout = jax.jit(step)(*sargs)
                 notes.append(
                     f"{sname}: |loss - ref| = {abs(float(sout[2]) - float(out[2])):.2e}, "
