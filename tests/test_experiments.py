@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from convjax import xla_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
     "--config.smoke=True",
@@ -55,6 +57,12 @@ def test_smoke_run_writes_every_artifact(tmp_path):
     # The inspect summary is printed at the start of the job.
     assert "Total params" in r.stdout
     assert json.loads((tmp_path / "config.json").read_text())["model"]["widths"] == [4, 8]
+    # experiments/train.py gives XLA one CPU device per core and the trainer splits each
+    # batch (64; eval 128) over as many as divide it.
+    if "device_count" not in os.environ.get("XLA_FLAGS", ""):
+        cores = xla_env.cpu_core_count()
+        expected = max(d for d in range(1, cores + 1) if 64 % d == 0 and 128 % d == 0)
+        assert results["data_parallel_devices"] == expected
 
 
 def test_config_typo_lists_valid_keys(tmp_path):
