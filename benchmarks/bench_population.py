@@ -18,6 +18,11 @@ jitted stack per step); ``unrolled`` = the 8 member steps
 written out in one jit; ``vmap`` = ``jax.vmap`` of the step in one jit; ``map`` = ``lax.map``
 in one jit. Before timing, every strategy's new parameters are checked against sequential.
 
+With more than one device (on a CPU: ``CONVJAX_CPU_DEVICES=2`` or the default one device per
+core, see ``convjax.xla_env``) two more rows split every batch over all devices (parameters
+replicated; ``convjax.train.sharding``): ``separate runs, batch split`` (what 8 runs of
+``experiments/train.py`` do) and ``unrolled, batch split``.
+
 Reported per strategy: compile time (first call), median step time over ``--repeats``
 interleaved rounds, images/s of the whole population (8 x batch / step time) and speed relative
 to the separate runs. The speed of ``auto`` is whichever of its candidates wins on this backend.
@@ -33,6 +38,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from convjax import xla_env  # noqa: E402
+
+xla_env.use_cpu_cores()  # one CPU device per core, as experiments/*.py (the split rows)
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -42,6 +51,7 @@ from flax import nnx  # noqa: E402
 import convjax.functional as cf  # noqa: E402
 from convjax.models import PatternCNN  # noqa: E402
 from convjax.train import population as pop  # noqa: E402
+from convjax.train import sharding  # noqa: E402
 
 try:
     from benchmarks._timing import environment, format_table
@@ -98,26 +108,78 @@ def run(members=8, batch=32, repeats=3, strategies=("sequential", "unrolled", "v
         return [jstep(st, b, k, hp) for st, b, k in solo]
 
     strategies = ("separate runs", *strategies)
+    args = {s: (states, data, keys, hp) for s in strategies}
     for s in strategies:
         fn = (
             separate
             if s == "separate runs"
             else pop.population_step(step, strategy=s, batch_per_member=True)
         )
-        t0 = time.perf_counter()
-        outs[s] = jax.block_until_ready(fn(states, data, keys, hp))
-        compile_s[s] = time.perf_counter() - t0
         fns[s] = fn
+    ndev = len(sharding.data_parallel_devices(0, (batch,)))
+    if ndev > 1:
+        # Every batch split over the devices, parameters replicated (members axis 1).
+        mesh = sharding.make_mesh(members, members_axis=1)
+        solo_split = [
+            (sharding.replicate(st, mesh), sharding.shard_batch(b, mesh), k) for st, b, k in solo
+        ]
+
+        def separate_split(states, data, keys, hp):
+            del states, data, keys
+            return [jstep(st, b, k, hp) for st, b, k in solo_split]
+
+        split = f"batch split over {ndev} devices"
+        fns[f"separate runs, {split}"] = separate_split
+        fns[f"unrolled, {split}"] = pop.population_step(
+            step, strategy="unrolled", batch_per_member=True
+        )
+        args[f"separate runs, {split}"] = args["separate runs"]
+        args[f"unrolled, {split}"] = (
+            sharding.replicate(states, mesh),
+            sharding.shard_batch(data, mesh, per_member=True),
+            keys,
+            hp,
+        )
+        # Members split over the devices instead: shard_map runs each device's N/D members
+        # unrolled on that device alone (no cross-device traffic at all).
+        mmesh = sharding.make_mesh(members)
+        if mmesh.shape[sharding.MEMBERS] > 1:
+            per_device = jax.sharding.PartitionSpec(sharding.MEMBERS)
+            local = pop.population_step(step, strategy="unrolled", batch_per_member=True)
+            msplit = f"unrolled, members split over {mmesh.shape[sharding.MEMBERS]} devices"
+            fns[msplit] = jax.jit(
+                jax.shard_map(
+                    local,
+                    mesh=mmesh,
+                    in_specs=(per_device, per_device, per_device, jax.sharding.PartitionSpec()),
+                    out_specs=per_device,
+                )
+            )
+            args[msplit] = (
+                sharding.shard_population(states, mmesh),
+                sharding.shard_population(data, mmesh),
+                sharding.shard_population(keys, mmesh),
+                hp,
+            )
+            strategies = (*strategies, msplit)
+        strategies = (*strategies, f"separate runs, {split}", f"unrolled, {split}")
+    for s in strategies:
+        t0 = time.perf_counter()
+        outs[s] = jax.block_until_ready(fns[s](*args[s]))
+        compile_s[s] = time.perf_counter() - t0
     ref = [jax.tree.leaves(o[0][0]) for o in outs["separate runs"]]
     for s in strategies[1:]:
-        got = [jax.tree.leaves(pop.member(outs[s][0][0], i)) for i in range(members)]
+        if s.startswith("separate runs"):
+            got = [jax.tree.leaves(o[0][0]) for o in outs[s]]
+        else:
+            got = [jax.tree.leaves(pop.member(outs[s][0][0], i)) for i in range(members)]
         for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
     samples = {s: [] for s in strategies}
     for _ in range(repeats):  # interleaved rounds: shared-machine load hits all alike
         for s in strategies:
             t0 = time.perf_counter()
-            jax.block_until_ready(fns[s](states, data, keys, hp))
+            jax.block_until_ready(fns[s](*args[s]))
             samples[s].append(time.perf_counter() - t0)
     base = statistics.median(samples["separate runs"])
     rows = []
