@@ -161,7 +161,12 @@ def run(members=8, batch=32, repeats=3, strategies=("sequential", "unrolled", "v
                 sharding.shard_population(keys, mmesh),
                 hp,
             )
-            strategies = (*strategies, msplit)
+            # What `experiments/sweep.py --mesh` runs: the same arrays, XLA's SPMD partitioner
+            # deciding how the unrolled members' slices are placed.
+            gspmd = "unrolled, members-sharded arrays (sweep --mesh)"
+            fns[gspmd] = pop.population_step(step, strategy="unrolled", batch_per_member=True)
+            args[gspmd] = args[msplit]
+            strategies = (*strategies, msplit, gspmd)
         strategies = (*strategies, f"separate runs, {split}", f"unrolled, {split}")
     for s in strategies:
         t0 = time.perf_counter()
