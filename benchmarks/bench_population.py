@@ -144,16 +144,10 @@ def run(members=8, batch=32, repeats=3, strategies=("sequential", "unrolled", "v
         # unrolled on that device alone (no cross-device traffic at all).
         mmesh = sharding.make_mesh(members)
         if mmesh.shape[sharding.MEMBERS] > 1:
-            per_device = jax.sharding.PartitionSpec(sharding.MEMBERS)
-            local = pop.population_step(step, strategy="unrolled", batch_per_member=True)
             msplit = f"unrolled, members split over {mmesh.shape[sharding.MEMBERS]} devices"
-            fns[msplit] = jax.jit(
-                jax.shard_map(
-                    local,
-                    mesh=mmesh,
-                    in_specs=(per_device, per_device, per_device, jax.sharding.PartitionSpec()),
-                    out_specs=per_device,
-                )
+            # population_step(mesh=...) runs the unrolled members under shard_map
+            fns[msplit] = pop.population_step(
+                step, strategy="unrolled", batch_per_member=True, mesh=mmesh
             )
             args[msplit] = (
                 sharding.shard_population(states, mmesh),
@@ -163,7 +157,7 @@ def run(members=8, batch=32, repeats=3, strategies=("sequential", "unrolled", "v
             )
             # What `experiments/sweep.py --mesh` runs: the same arrays, XLA's SPMD partitioner
             # deciding how the unrolled members' slices are placed.
-            gspmd = "unrolled, members-sharded arrays (sweep --mesh)"
+            gspmd = "unrolled, members-sharded arrays (no shard_map)"
             fns[gspmd] = pop.population_step(step, strategy="unrolled", batch_per_member=True)
             args[gspmd] = args[msplit]
             strategies = (*strategies, msplit, gspmd)

@@ -6,8 +6,10 @@ The config file's docstring gives the exact command and expected time. Writes
 ``DIR/results.md`` and ``results.csv`` (sorted by validation accuracy), ``best_config.py``
 (train it alone with ``experiments/train.py --config=DIR/best_config.py``), one
 ``metric_vs_<field>.png`` per swept field, and ``groups/<g>/results.json`` (a finished group is
-read back when the command is rerun). ``--mesh`` shards the population over every device
-(and, after ``--coordinator``/``--num_processes``/``--process_id``, over several processes):
+read back when the command is rerun). ``--mesh`` (the default; ``--nomesh`` keeps one device)
+shards the population over every device -- on a CPU one device per core (``convjax.xla_env``),
+where each device unrolls its own members -- and, after ``--coordinator``/``--num_processes``/
+``--process_id``, over several processes:
 
     # TPU pod slice: the same command on every host (JAX finds the coordinator itself)
     python experiments/sweep.py --config=configs/sweeps/lr_smoothing.py --workdir=DIR \\
@@ -19,14 +21,18 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from convjax import xla_env
+
+xla_env.use_cpu_cores()  # before JAX starts: one CPU device per core (see experiments/train.py)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Sweep config file (configs/sweeps/<name>.py).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (finished groups are reused).")
-_MESH = flags.DEFINE_bool("mesh", False, "Shard the members and batch axes over all devices.")
+_MESH = flags.DEFINE_bool("mesh", True, "Shard the members and batch axes over all devices.")
 _DIST = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize first (multi-host / multi-process)."
 )

@@ -119,7 +119,8 @@ def test_single_process_helpers():
 def test_two_processes_run_a_sweep_with_experiments_sweep(tmp_path):
     """experiments/sweep.py on 2 localhost processes (gloo), members sharded over both:
     the table equals a single-process run of the same sweep (~3-6 min on 2 shared cores)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # one CPU device per process (experiments/*.py would otherwise make one per core)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CONVJAX_CPU_DEVICES="1")
     env.pop("XLA_FLAGS", None)
     port = str(_free_port())
     args = [
@@ -158,7 +159,7 @@ def test_two_processes_run_a_sweep_with_experiments_sweep(tmp_path):
             if p.poll() is None:
                 p.kill()
     single = subprocess.run(
-        [sys.executable, script, *args, f"--workdir={tmp_path}/single"],
+        [sys.executable, script, *args, f"--workdir={tmp_path}/single", "--nomesh"],
         env=env,
         capture_output=True,
         text=True,

@@ -32,18 +32,21 @@ SCRIPT = textwrap.dedent(
 
     assert jax.device_count() == 8, jax.devices()
     out = {}
-    for strategy, per_member, mesh_members in [
-        ("vmap", False, 4), ("unrolled", False, 4), ("vmap", True, 2), ("unrolled", True, 1)
+    for strategy, per_member, mesh_members, ndev in [
+        ("vmap", False, 4, 8), ("unrolled", False, 4, 8), ("vmap", True, 2, 8),
+        ("unrolled", True, 1, 8),
+        # members axis 4, data axis 1: population_step(mesh=...) runs shard_map
+        ("unrolled", True, 4, 4),
     ]:
-        mesh = sharding.make_mesh(N, members_axis=mesh_members)
-        assert mesh.shape == {"members": mesh_members, "data": 8 // mesh_members}
+        mesh = sharding.make_mesh(N, members_axis=mesh_members, devices=jax.devices()[:ndev])
+        assert mesh.shape == {"members": mesh_members, "data": ndev // mesh_members}
         states = sharding.shard_population(pop.stack([member_init(i) for i in range(N)]), mesh)
         hp = sharding.shard_population(
             {k: jnp.array(HP[k], jnp.float32) for k in ("label_smoothing", "dropout_rate")},
             mesh,
         )
         step = pop.population_step(
-            member_step, strategy=strategy, batch_per_member=per_member
+            member_step, strategy=strategy, batch_per_member=per_member, mesh=mesh
         )
         losses = []
         for t, b in enumerate(make_batches(per_member)):
@@ -53,7 +56,7 @@ SCRIPT = textwrap.dedent(
         # the state really is spread: each device holds N / members_axis members
         leaf = jax.tree.leaves(states)[0]
         shard_rows = {s.data.shape[0] for s in leaf.addressable_shards}
-        out[f"{strategy}-{per_member}"] = {
+        out[f"{strategy}-{per_member}-{ndev}"] = {
             "losses": np.stack(losses, 1).tolist(),
             "kernel": np.asarray(states[0]["conv"]["kernel"]).tolist(),
             "shard_rows": sorted(shard_rows),
@@ -78,16 +81,17 @@ def test_population_on_8_cpu_devices_equals_single_device():
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")][-1]
     result = json.loads(line[len("RESULT") :])
-    assert len(result) == 4
+    assert len(result) == 5
     for key, got in result.items():
-        strategy, per_member = key.split("-")
+        strategy, per_member, ndev = key.split("-")
         per_member = per_member == "True"
         states, losses, _ = pop_train("sequential", make_batches(per_member), KEYS, per_member)
         np.testing.assert_allclose(got["losses"], losses, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(got["kernel"], states[0]["conv"]["kernel"], rtol=1e-5, atol=1e-6)
-        assert got["devices"] == 8
-    assert result["vmap-False"]["shard_rows"] == [1]  # 4 members over a members axis of 4
-    assert result["vmap-True"]["shard_rows"] == [2]  # 4 members over a members axis of 2
+        assert got["devices"] == int(ndev)
+    assert result["vmap-False-8"]["shard_rows"] == [1]  # 4 members over a members axis of 4
+    assert result["vmap-True-8"]["shard_rows"] == [2]  # 4 members over a members axis of 2
+    assert result["unrolled-True-4"]["shard_rows"] == [1]  # shard_map: one member per device
 
 
 def test_make_mesh_single_device_and_placement():

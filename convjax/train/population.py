@@ -49,6 +49,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
+
+from convjax.train import sharding
 
 PyTree = Any
 MemberStep = Callable[[PyTree, PyTree, jax.Array, Mapping[str, jax.Array]], tuple[PyTree, PyTree]]
@@ -198,7 +201,22 @@ def _member_steps(step) -> tuple[MemberStep, ...] | None:
 PER_MEMBER_STRATEGIES = ("unrolled", "sequential")
 
 
-def _build(step, strategy: str, batch_per_member: bool, donate: bool):
+def _members_split(mesh, steps) -> bool:
+    """Run ``unrolled`` under ``shard_map`` on ``mesh``: each device steps its own members.
+
+    Only for a mesh whose members axis spans devices and whose data axis is 1 (a split batch
+    needs the gradient all-reduce that only the SPMD partitioner inserts), and one shared
+    member step (per-member closures cannot be picked per device inside shard_map).
+    """
+    return (
+        mesh is not None
+        and steps is None
+        and mesh.shape[sharding.MEMBERS] > 1
+        and mesh.shape[sharding.DATA] == 1
+    )
+
+
+def _build(step, strategy: str, batch_per_member: bool, donate: bool, mesh=None):
     """Compile-ready population step for one concrete strategy."""
     steps = _member_steps(step)
     if steps is not None and strategy not in PER_MEMBER_STRATEGIES:
@@ -230,6 +248,23 @@ def _build(step, strategy: str, batch_per_member: bool, donate: bool):
                 )
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
+        if _members_split(mesh, steps):
+            # Measured (benchmarks/bench_population.py, 2 CPU devices, 8 members): the same
+            # program on members-sharded arrays left to the SPMD partitioner ran at 0.63x of
+            # separate runs (it moves the members' slices between devices); under shard_map
+            # each device unrolls only its own members: 1.6x.
+            per_device = PartitionSpec(sharding.MEMBERS)
+            unrolled = jax.shard_map(
+                unrolled,
+                mesh=mesh,
+                in_specs=(
+                    per_device,
+                    per_device if batch_per_member else PartitionSpec(),
+                    per_device,
+                    per_device,
+                ),
+                out_specs=per_device,
+            )
         return jax.jit(unrolled, donate_argnums=donate_argnums)
 
     if strategy == "map":
@@ -291,6 +326,7 @@ def time_strategies(
     *,
     batch_per_member: bool = False,
     repeats: int = 3,
+    mesh=None,
 ) -> dict[str, dict[str, float]]:
     """Compile and time each strategy on the real arguments ``args = (states, batch, keys, hp)``.
 
@@ -303,7 +339,7 @@ def time_strategies(
             raise ValueError("time_strategies: candidates must be concrete, got 'auto'.")
     out = {}
     for c in candidates:
-        fn = _build(step, c, batch_per_member, donate=False)
+        fn = _build(step, c, batch_per_member, donate=False, mesh=mesh)
         t0 = time.perf_counter()
         _block(fn(*args))
         compile_s = time.perf_counter() - t0
@@ -324,6 +360,7 @@ def choose_strategy(
     candidates: Sequence[str] | None = None,
     batch_per_member: bool = False,
     repeats: int = 3,
+    mesh=None,
 ) -> tuple[str, dict[str, dict[str, float]]]:
     """Pick the fastest strategy for this backend by measuring it (see AUTO_CANDIDATES).
 
@@ -337,7 +374,7 @@ def choose_strategy(
     if _member_steps(step) is not None:
         candidates = [c for c in candidates if c in PER_MEMBER_STRATEGIES]
     timings = time_strategies(
-        step, args, candidates, batch_per_member=batch_per_member, repeats=repeats
+        step, args, candidates, batch_per_member=batch_per_member, repeats=repeats, mesh=mesh
     )
     best = min(timings, key=lambda c: timings[c]["step_s"])
     return best, timings
@@ -353,9 +390,10 @@ class PopulationStep:
     ``.strategy`` is the concrete strategy used and ``.timings`` what ``auto`` measured.
     """
 
-    def __init__(self, step, strategy, batch_per_member, donate, candidates):
+    def __init__(self, step, strategy, batch_per_member, donate, candidates, mesh=None):
         _check_strategy(strategy)
         self._step = step
+        self.mesh = mesh
         self.requested = strategy
         self.strategy = None if strategy == "auto" else strategy
         self.batch_per_member = batch_per_member
@@ -398,8 +436,11 @@ class PopulationStep:
                     (states, batch, keys, hparams),
                     candidates=self.candidates,
                     batch_per_member=self.batch_per_member,
+                    mesh=self.mesh,
                 )
-            self._fn = _build(self._step, self.strategy, self.batch_per_member, self.donate)
+            self._fn = _build(
+                self._step, self.strategy, self.batch_per_member, self.donate, self.mesh
+            )
         return self._fn(states, batch, keys, hparams)
 
 
@@ -410,6 +451,7 @@ def population_step(
     batch_per_member: bool = False,
     donate: bool = False,
     candidates: Sequence[str] | None = None,
+    mesh=None,
 ) -> PopulationStep:
     """Turn a member step into one step for a whole population.
 
@@ -426,8 +468,12 @@ def population_step(
       donate: donate the population state buffers to the step (saves memory in long loops; the
         caller must not reuse the passed-in state).
       candidates: override the strategies ``auto`` races.
+      mesh: the ``("members", "data")`` mesh the population is sharded over
+        (``convjax.train.sharding``), or None. With a members axis over several devices and a
+        data axis of 1, ``unrolled`` runs under ``shard_map`` so each device steps only its own
+        members (one shared member step only); other strategies leave the placement to XLA.
 
     Returns:
       A :class:`PopulationStep`.
     """
-    return PopulationStep(step, strategy, batch_per_member, donate, candidates)
+    return PopulationStep(step, strategy, batch_per_member, donate, candidates, mesh)

@@ -290,8 +290,10 @@ def train_population(
         not callable(eval_steps) and eval_strategy not in pop.PER_MEMBER_STRATEGIES
     ):
         eval_strategy = "unrolled"
-    step_fn = pop.population_step(train_steps, strategy=strategy, batch_per_member=True)
-    eval_fn = pop.population_step(eval_steps, strategy=eval_strategy, batch_per_member=True)
+    step_fn = pop.population_step(train_steps, strategy=strategy, batch_per_member=True, mesh=mesh)
+    eval_fn = pop.population_step(
+        eval_steps, strategy=eval_strategy, batch_per_member=True, mesh=mesh
+    )
 
     # Device arrays: training images shared (one copy) or per member (different splits).
     if shared_train:
