@@ -279,6 +279,10 @@ def train_population(
         fns = {st: member_fns(*st) for st in dict.fromkeys(stats)}
         train_steps = [fns[st][0] for st in stats]
         eval_steps = [fns[st][1] for st in stats]
+    if mesh is not None and not callable(train_steps) and mesh.shape[shd.MEMBERS] > 1:
+        # Per-member steps cannot run under shard_map (population_step's fast path for a
+        # members-sharded mesh); split every batch over the devices instead.
+        mesh = shd.make_mesh(n, devices=list(mesh.devices.flat), members_axis=1)
     if strategy == "auto" and jax.process_count() > 1:
         # Every process must run the same program: timings differ between hosts, so with
         # several processes "auto" takes the backend's first candidate instead of racing.
