@@ -34,7 +34,9 @@ def test_output_size_matches_brute_force(w, f, s, lo, hi, d):
     assert cf.conv_output_size(w, f, s, (lo, hi), d) == brute_force_positions(w, f, s, lo, hi, d)
 
 
-@pytest.mark.parametrize("w,f,s,d", itertools.product([5, 6, 7], [1, 2, 3, 4], [1, 2, 3], [1, 2]))
+@pytest.mark.parametrize(
+    "w,f,s,d", list(itertools.product([5, 6, 7], [1, 2, 3, 4], [1, 2, 3], [1, 2]))
+)
 def test_same_padding_gives_ceil(w, f, s, d):
     pads = cf.resolve_padding("SAME", (w,), (f,), s, d)
     ((lo, hi),) = pads
