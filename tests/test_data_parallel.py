@@ -4,7 +4,6 @@ The two-device runs happen in a subprocess: ``--xla_force_host_platform_device_c
 set before JAX starts, and this process already has one CPU device.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _devices import run_on_cpu_devices
 
 from convjax import xla_env
 from convjax.train import sharding
@@ -43,18 +43,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_split_batch_equals_one_device(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    out = json.loads(line[len("RESULT ") :])
+    out = run_on_cpu_devices(SCRIPT, 2, str(tmp_path))
     one, two = out["1"], out["2"]
     assert one["data_parallel_devices"] == 1
     assert two["data_parallel_devices"] == 2

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 import convjax.functional as cf
 
@@ -60,7 +61,6 @@ def test_cross_entropy_stable_for_huge_logits():
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.55, 1.0])
 def test_cross_entropy_matches_torch(reduction, eps):
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
     logits = rng.normal(scale=2.0, size=(7, 5))
     labels = rng.integers(0, 5, size=(7,))
@@ -79,7 +79,6 @@ def test_cross_entropy_matches_torch(reduction, eps):
 
 
 def test_cross_entropy_extra_batch_dims_match_torch_class_axis_1():
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(4)
     logits = rng.normal(size=(2, 3, 4, 6))  # (N, H, W, C): per-pixel classification
     labels = rng.integers(0, 6, size=(2, 3, 4))
@@ -94,7 +93,6 @@ def test_cross_entropy_extra_batch_dims_match_torch_class_axis_1():
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("margin", [1.0, 0.3])
 def test_hinge_is_num_classes_times_torch_multi_margin(reduction, margin):
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
     scores = rng.normal(size=(9, 4))
     labels = rng.integers(0, 4, size=(9,))

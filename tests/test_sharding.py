@@ -4,10 +4,6 @@ The 8-device run happens in a subprocess because ``--xla_force_host_platform_dev
 must be set before JAX starts; this process (1 device) computes the reference.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _devices import run_on_cpu_devices
 from test_population import KEYS, N, make_batches, pop_train
 
 from convjax.train import population as pop
@@ -68,19 +65,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_population_on_8_cpu_devices_equals_single_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")][-1]
-    result = json.loads(line[len("RESULT") :])
+    result = run_on_cpu_devices(SCRIPT, 8, timeout=300)
     assert len(result) == 5
     for key, got in result.items():
         strategy, per_member, ndev = key.split("-")

@@ -92,6 +92,11 @@ def _put(tree: PyTree, mesh: Mesh, spec_for) -> PyTree:
     return jax.tree.map(put, tree)
 
 
+def _batch_spec(ndim: int) -> P:
+    """Leading (batch) axis split over the data axis, the others whole."""
+    return P(DATA, *([None] * (ndim - 1)))
+
+
 def _check_divisible(tree: PyTree, axis: int, size: int, what: str, fix: str) -> None:
     for x in jax.tree.leaves(tree):
         n = np.shape(x)[axis] if np.ndim(x) > axis else None
@@ -134,7 +139,7 @@ def shard_batch(batch: PyTree, mesh: Mesh, *, per_member: bool = False) -> PyTre
             batch, 0, mesh.shape[MEMBERS], "shard_batch", "the member axis must divide N."
         )
         return _put(batch, mesh, lambda nd: P(MEMBERS, DATA, *([None] * (nd - 2))))
-    return _put(batch, mesh, lambda nd: P(DATA, *([None] * (nd - 1))))
+    return _put(batch, mesh, _batch_spec)
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
@@ -153,8 +158,7 @@ def constrain_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     def constrain(x):
         if np.ndim(x) == 0 or np.shape(x)[0] % dsize:
             return x
-        spec = P(DATA, *([None] * (np.ndim(x) - 1)))
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, _batch_spec(np.ndim(x))))
 
     return jax.tree.map(constrain, batch)
 

@@ -17,11 +17,11 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+import torch
 
 import convjax.functional as cf
 from convjax import interop
 
-torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 CONV_CHUNKS, TRANSPOSE_CHUNKS, PER_CHUNK = 10, 3, 24  # 240 conv + 72 transposed = 312
