@@ -12,6 +12,7 @@ import gzip
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import threading
 
@@ -529,3 +530,21 @@ def test_works_without_tensorflow(tmp_path):
     ds = load_dataset("convjax_tiny_images", data_dir=str(tmp_path))
     assert ds.train_images.shape == (24, 8, 8, 3)
     assert "tensorflow" not in sys.modules
+
+
+def test_importing_the_training_code_does_not_import_tfds():
+    # TFDS is imported when a data set is loaded, not by `import convjax.train`: populations
+    # and sweeps then run where TFDS is missing (a lent GPU image) and every process starts
+    # faster. A fresh interpreter, since this test process has TFDS loaded already.
+    code = (
+        "import sys\n"
+        "import convjax.data, convjax.train\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow_datasets')\n"
+        "assert not loaded, loaded\n"
+        "from convjax.data import FashionMnistLocal\n"
+        "assert 'tensorflow_datasets' in sys.modules\n"
+        "assert FashionMnistLocal.name == 'fashion_mnist_local', FashionMnistLocal.name\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]

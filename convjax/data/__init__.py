@@ -17,10 +17,15 @@ Public API:
 from convjax.data.augment import PAD_MODES, augment, random_crop, random_flip, random_translate
 from convjax.data.batching import epoch_permutation, num_batches, sequential_batches
 from convjax.data.datasets import ImageDataset, default_data_dir, load_dataset, split_validation
-from convjax.data.fashion_mnist_local import (
-    FASHION_MNIST_CLASS_NAMES,
-    DatasetNotFoundError,
-    FashionMnistLocal,
-    read_idx,
-)
+from convjax.data.idx_files import FASHION_MNIST_CLASS_NAMES, DatasetNotFoundError, read_idx
 from convjax.data.preprocess import channel_stats, normalize
+
+
+def __getattr__(name: str):
+    # FashionMnistLocal subclasses a TFDS builder, so it is imported on first use only:
+    # importing convjax.data must not import TFDS (see convjax.data.idx_files).
+    if name == "FashionMnistLocal":
+        from convjax.data.fashion_mnist_local import FashionMnistLocal
+
+        return FashionMnistLocal
+    raise AttributeError(f"module 'convjax.data' has no attribute {name!r}")

@@ -26,17 +26,16 @@ import dataclasses
 import fcntl
 import functools
 import os
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
-import tensorflow_datasets as tfds
 
-from convjax.data.fashion_mnist_local import (
-    DatasetNotFoundError,
-    FashionMnistLocal,
-    check_fashion_mnist_files,
-)
+from convjax.data.idx_files import DatasetNotFoundError, check_fashion_mnist_files
 from convjax.data.preprocess import channel_stats
+
+if TYPE_CHECKING:
+    import tensorflow_datasets as tfds
 
 __all__ = [
     "ImageDataset",
@@ -156,6 +155,8 @@ def default_data_dir() -> str:
     env = os.environ.get("CONVJAX_DATA_DIR")
     if env:
         return os.path.expanduser(env)
+    import tensorflow_datasets as tfds  # lazily, as in load_dataset
+
     return os.path.expanduser(tfds.core.constants.DATA_DIR)
 
 
@@ -323,6 +324,13 @@ def load_dataset(
         raise ValueError(f"name={name!r} must be a non-empty data set name such as 'cifar10'.")
     data_dir = os.fspath(data_dir) if data_dir is not None else default_data_dir()
     data_dir = os.path.expanduser(data_dir)
+
+    # TFDS is imported here, when data are loaded, so that importing convjax.data (and
+    # convjax.train, home of the population and sweep code) needs no TFDS: a second or so
+    # less per process, and populations run on machines without TFDS (a lent GPU image).
+    import tensorflow_datasets as tfds
+
+    from convjax.data.fashion_mnist_local import FashionMnistLocal
 
     if name in _LOCAL_FASHION_MNIST_NAMES:
 
