@@ -6,16 +6,20 @@ map sizes, so FLOPs stay equal too. Everything else is ``configs/default.py``.
 
 Commands (resumable)::
 
-    .venv/bin/python experiments/ablate.py --config=configs/ablations/dilation.py:quick \
-        --workdir=workdirs/ablations/dilation_quick
+    # full recipe, what results/ablations/dilation/ reports (3 epochs on 60k images, 9 runs)
     .venv/bin/python experiments/ablate.py --config=configs/ablations/dilation.py \
         --workdir=workdirs/ablations/dilation
+    # reduced budget, one epoch: results/ablations/dilation_quick_1ep/
+    .venv/bin/python experiments/ablate.py --config=configs/ablations/dilation.py:quick \
+        --config.base.num_epochs=1 --workdir=workdirs/ablations/dilation_quick_1ep
     .venv/bin/python experiments/ablate.py --config=configs/ablations/dilation.py:smoke \
         --workdir=/tmp/dilation_smoke
 
-Expected time on the 2-core CPU: quick about 1.5-4 min per run (9 runs; dilated convolutions
-run slower on XLA's CPU backend), full about 5-10 min per run, smoke about 15 s per run.
-Expected accuracy: see results/ablations/dilation.md.
+``dilation_1`` is ``configs/default.py`` itself, the same run as the pooling ablation's
+``max``: copying ``runs/max/seed_*`` of a finished pooling workdir into ``runs/dilation_1/``
+saves its three runs (the ablation reads finished runs back).
+Time on the 2-core CPU: full about 6-7 min per run on one core; smoke about 15 s per run.
+Accuracy: results/ablations/README.md.
 """
 
 import importlib.util

@@ -7,20 +7,20 @@ SGD Nesterov, one-cycle, label smoothing 0.1).
 
 Commands (resumable: rerun the same command after an interruption)::
 
-    # what results/ablations/pooling.md reports (2 epochs on 4k images, 2k test images,
-    # 3 seeds, 12 runs)
-    .venv/bin/python experiments/ablate.py --config=configs/ablations/pooling.py:quick \
-        --workdir=workdirs/ablations/pooling_quick
-    # full recipe (3 epochs on 60k images per run)
+    # full recipe, what results/ablations/pooling/ reports (3 epochs on 60k images,
+    # 10k test images, 3 seeds, 12 runs)
     .venv/bin/python experiments/ablate.py --config=configs/ablations/pooling.py \
         --workdir=workdirs/ablations/pooling
+    # reduced budget, results/ablations/pooling_quick/ (2 epochs on 4k images, 2k test images)
+    .venv/bin/python experiments/ablate.py --config=configs/ablations/pooling.py:quick \
+        --workdir=workdirs/ablations/pooling_quick
     # seconds (tests)
     .venv/bin/python experiments/ablate.py --config=configs/ablations/pooling.py:smoke \
         --workdir=/tmp/pooling_smoke
 
-Expected time on the 2-core CPU: quick about 1.5-3 min per run (20-35 min for 12 runs,
-depending on load); full about 5-8 min per run (1-1.5 h); smoke about 15 s per run.
-Expected accuracy: see results/ablations/pooling.md.
+Time on the 2-core CPU: full about 6-7 min per run on one core (two ablations side by side,
+each pinned to a core with ``taskset -c``; about 1.3 h for 12 runs); quick about 1.5-3 min
+per run; smoke about 15 s per run. Accuracy: results/ablations/README.md.
 """
 
 import importlib.util

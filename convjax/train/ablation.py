@@ -436,6 +436,7 @@ def plot_ablation(table, records, workdir: Path) -> dict[str, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     workdir = Path(workdir)
     names = [r["variant"] for r in table]
@@ -465,12 +466,15 @@ def plot_ablation(table, records, workdir: Path) -> dict[str, str]:
             ax.plot(
                 xs,
                 [100 * y for y in ys],
+                "o-",
+                markersize=3,
                 color=colours[i % len(colours)],
                 alpha=0.7,
                 label=name if first else None,
             )
             first = False
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("accuracy (%)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)

@@ -22,6 +22,7 @@ from flax import nnx
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _series(history: Mapping[str, list], name: str):
@@ -53,6 +54,8 @@ def plot_learning_curves(history: Mapping[str, list], path) -> Path:
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy (%)")
     ax2.legend()
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
