@@ -18,8 +18,8 @@ Commands (resumable)::
 ``dilation_1`` is ``configs/default.py`` itself, the same run as the pooling ablation's
 ``max``: copying ``runs/max/seed_*`` of a finished pooling workdir into ``runs/dilation_1/``
 saves its three runs (the ablation reads finished runs back).
-Time on the 2-core CPU: full about 6-7 min per run on one core; smoke about 15 s per run.
-Accuracy: results/ablations/README.md.
+Expected time on the 2-core CPU: full about 6-7 min per run on one core; smoke about 15 s
+per run. Accuracy: results/ablations/README.md.
 """
 
 import importlib.util

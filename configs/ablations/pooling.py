@@ -18,9 +18,9 @@ Commands (resumable: rerun the same command after an interruption)::
     .venv/bin/python experiments/ablate.py --config=configs/ablations/pooling.py:smoke \
         --workdir=/tmp/pooling_smoke
 
-Time on the 2-core CPU: full about 6-7 min per run on one core (two ablations side by side,
-each pinned to a core with ``taskset -c``; about 1.3 h for 12 runs); quick about 1.5-3 min
-per run; smoke about 15 s per run. Accuracy: results/ablations/README.md.
+Expected time on the 2-core CPU: full about 6-7 min per run on one core (two ablations side
+by side, each pinned to a core with ``taskset -c``; about 1.3 h for 12 runs); quick about
+1.5-3 min per run; smoke about 15 s per run. Accuracy: results/ablations/README.md.
 """
 
 import importlib.util
