@@ -326,7 +326,7 @@ def load_dataset(
     data_dir = os.path.expanduser(data_dir)
 
     # TFDS is imported here, when data are loaded, so that importing convjax.data (and
-    # convjax.train, home of the population and sweep code) needs no TFDS: a second or so
+    # convjax.train, home of the population and sweep code) needs no TFDS: about 0.5 s
     # less per process, and populations run on machines without TFDS (a lent GPU image).
     import tensorflow_datasets as tfds
 
