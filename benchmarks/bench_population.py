@@ -3,9 +3,9 @@
 Run from the repository root (no arguments needed; prints the device it ran on):
 
     .venv/bin/python benchmarks/bench_population.py
-    .venv/bin/python benchmarks/bench_population.py --batch 128 --repeats 5   # DESIGN.md setting
+    .venv/bin/python benchmarks/bench_population.py --batch 128 --repeats 5   # the recorded setting
 
-The model is the textbook CNN of DESIGN.md's measurement: ``convjax.models.PatternCNN``
+The model is the textbook CNN of docs/design.md's measurement: ``convjax.models.PatternCNN``
 conv32-conv32-pool-conv64-conv64-pool-fc256-fc10 without batch norm or dropout, on 28x28x1
 inputs, trained by SGD with momentum whose learning rate differs per member
 (``optax.inject_hyperparams``: the rates are an array in the optimizer state). Every member

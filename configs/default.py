@@ -27,7 +27,7 @@ images/s with the batch split over one XLA device per core, ``data_parallel``; 3
 images), plus ~1 min of data preparation, compilation and evaluation; expected test accuracy
 about 93.3% (measured 2026-11-23 in a fresh clone: 93.21%, 5 min 07 s for
 ``bash scripts/main.sh`` including the install).
-Measured in this session on the shared machine (load average 9-16 from other engineers' jobs
+Measured on a shared machine (load average 9-16 from other jobs
 on 2 cores): 93.24% test accuracy (89.26 / 92.08 / 93.24% after epochs 1-3), 44:49 wall time
 at 72 images/s -- the load, not the recipe, set that time. A 2-core slice of another
 (Xeon) host ran the equivalent train step at 440 images/s.

@@ -16,7 +16,7 @@ import convjax.nn as cnn
 
 
 def test_seeds_conv_example():
-    # The seeds: a 32x32x3 input, 10 filters of 5x5x3 -> 75 weights + 1 bias each; padding 2
+    # The CS231n notes: a 32x32x3 input, 10 filters of 5x5x3 -> 75 weights + 1 bias each; padding 2
     # keeps 32x32. Every output is a 75-term dot product: 32*32*10 * 75 multiply-adds.
     net = cnn.Conv(3, 10, (5, 5), padding=2, rngs=nnx.Rngs(0))
     s = ci.summary(net, (32, 32, 3), print_fn=None)
@@ -218,7 +218,7 @@ def test_memory_estimate_vgg16_matches_layer_by_layer_count():
     assert est.activation_count == sum(volumes) == 15_237_608
     assert est.activations == 4 * sum(volumes)  # about 58 MiB forward, as much again backward
     assert est.parameters == 4 * 138_357_544 and est.optimizer_state == est.parameters
-    # parameters x3 (values, gradients, momentum): the seeds' "at least 3 or so"
+    # parameters x3 (values, gradients, momentum): the CS231n notes' "at least 3 or so"
     assert est.total == 3 * est.parameters + 2 * est.activations
     assert math.isclose(
         ci.memory_estimate(vgg, (224, 224, 3), 8, "momentum").activations, 8 * est.activations

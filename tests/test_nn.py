@@ -190,7 +190,7 @@ def test_pool_modules_equal_functional(layer, fn):
 
 
 def test_max_pool_seeds_example():
-    # The seeds' 4x4 depth slice max-pooled 2x2/2: hand-computed maxima of each quadrant.
+    # The CS231n notes' 4x4 depth slice max-pooled 2x2/2: hand-computed maxima of each quadrant.
     x = jnp.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], jnp.float32)
     y = nn.MaxPool((2, 2))(x[None, :, :, None])[0, :, :, 0]
     np.testing.assert_array_equal(y, [[6, 8], [3, 4]])

@@ -41,7 +41,7 @@ def test_chain_matches_distill_closed_form_on_random_chains():
 
 
 def test_seeds_pooling_example_and_region():
-    # The seeds: 5x5 filters, pooling stride 2: layer-1 units see 5x5, layer-2 units about
+    # The CS231n notes: 5x5 filters, pooling stride 2: layer-1 units see 5x5, layer-2 units about
     # 10x10 (exactly 5 + 1 + 4 * 2 = 14 with a 2x2 pool in between).
     fields = ci.receptive_field_chain([(5, 1, 0), (2, 2, 0), (5, 1, 0)])
     assert [f.size for f in fields] == [(5, 5), (6, 6), (14, 14)]

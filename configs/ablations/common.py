@@ -7,7 +7,7 @@ library and ml_collections, like every config.
 Presets (the ``arg`` of ``get_config``, e.g. ``--config=configs/ablations/pooling.py:quick``):
 
 - ``None``: the base is ``configs/default.py`` unchanged (3 full epochs per run).
-- ``"quick"``: what fits a 2-core CPU shared with five other engineers in one session
+- ``"quick"``: what fits a 2-core CPU shared with other jobs, in about an hour
   (about 80 images/s there): 2 epochs on the first 4000 training images, the first 2000 test
   images, one jitted call per step (``loop="step"``: compiles in a quarter of the time of the
   4-step unrolled loop, which matters when every run compiles anew). Numbers compare

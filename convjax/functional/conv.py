@@ -1,6 +1,6 @@
 """N-d convolution (1, 2 and 3 spatial dimensions) and transposed convolution.
 
-Layouts (DESIGN.md): activations channels-last ``(N, *spatial, C)`` by default or
+Layouts: activations channels-last ``(N, *spatial, C)`` by default or
 channels-first ``(N, C, *spatial)`` with ``channels_last=False``; the batch axis is
 optional. Kernels are HWIO: ``(*spatial, C_in / groups, C_out)``; the number of spatial
 dimensions is read from the kernel (``kernel.ndim - 2``).

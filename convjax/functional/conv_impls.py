@@ -24,7 +24,7 @@ Implementations:
     slices (one per kernel tap) and one reshape, then a single matrix multiply with the
     reshaped kernel (a batched one, over groups, when ``groups > 1``). Slices and
     reshape instead of ``lax.conv_general_dilated_patches`` because that op ran a small
-    CNN about 20x slower than ``conv_general_dilated`` on our CPU (DESIGN.md), while
+    CNN about 20x slower than ``conv_general_dilated`` on a 2-core x86 CPU (jax 0.10.2), while
     plain ``dot_general`` is XLA's fastest kernel. Memory: ``taps`` times the input.
     Supports everything.
   * ``"direct"``: the sum over kernel taps of (strided slice of the input) @ (kernel

@@ -9,7 +9,7 @@ How many spatial dimensions? A tuple ``window`` (or ``output_size``) says it by 
 of 2-D images or one 3-D volume), so it needs ``num_spatial_dims``:
 ``max_pool(x, 2, num_spatial_dims=2)``. Global pools always take ``num_spatial_dims``.
 
-Windows follow the seeds' notation: window ``F``, stride ``S`` (defaults to the window, so
+Windows follow the CS231n notes' notation: window ``F``, stride ``S`` (defaults to the window, so
 ``max_pool(x, (2, 2))`` is the common F=2, S=2 pool and ``max_pool(x, (3, 3), 2)`` the
 overlapping one), padding ``P`` in any form :func:`convjax.functional.resolve_padding`
 accepts, and window ``dilation``. Output size per dimension is
@@ -254,7 +254,7 @@ def lp_pool(
 ):
     """Power-average (Lp) pooling: ``(sum over the window of |x|^p) ** (1 / p)``.
 
-    ``p = 2`` is the L2-norm pooling of the seeds, ``p = 1`` the sum of magnitudes, and a
+    ``p = 2`` is the L2-norm pooling of the CS231n notes, ``p = 1`` the sum of magnitudes, and a
     large ``p`` approaches max pooling of ``|x|``. Padding is zeros.
 
     Matches PyTorch's ``lp_pool`` (which has no padding or dilation) for even ``p`` or

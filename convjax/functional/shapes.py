@@ -1,6 +1,6 @@
 """Shape rules shared by every spatial op: argument normalisation, padding, output sizes.
 
-The seeds' rule for one spatial dimension of a convolution or pooling window is
+The CS231n notes' rule for one spatial dimension of a convolution or pooling window is
 
     out = (W - F_eff + P_lo + P_hi) // S + 1,    F_eff = dilation * (F - 1) + 1
 

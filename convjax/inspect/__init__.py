@@ -11,7 +11,7 @@ Typical use::
 Modules: :mod:`~convjax.inspect.summary` (the table and XLA's FLOP count),
 :mod:`~convjax.inspect.layers` (per-layer FLOP conventions),
 :mod:`~convjax.inspect.receptive_field` (analytic and empirical fields),
-:mod:`~convjax.inspect.memory` (training-step memory as the seeds count it).
+:mod:`~convjax.inspect.memory` (training-step memory as the CS231n notes count it).
 """
 
 from convjax.inspect._tracing import NamedCall, trace_model

@@ -1,6 +1,6 @@
-"""``memory_estimate``: bytes a training step needs, counted the way the seeds count them.
+"""``memory_estimate``: bytes a training step needs, counted the way the CS231n notes count them.
 
-The seeds' "Computational Considerations" list three sources of memory:
+The CS231n notes' "Computational Considerations" list three sources of memory:
 
 * activations: every intermediate volume is kept for backpropagation, and its gradient is
   of equal size;

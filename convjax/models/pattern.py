@@ -1,6 +1,6 @@
 """PatternCNN: the textbook ConvNet pattern ``[(CONV-RELU)*N-POOL?]*M-(FC-RELU)*K-FC``.
 
-The seeds describe most classic ConvNets as this one pattern. Every part of it is a knob
+The CS231n notes describe most classic ConvNets as this one pattern. Every part of it is a knob
 so ablations are one argument away: N, M, K, the widths, kernel size, dilation, padding,
 the pooling kind (max, average, L2 or none) and, with no pooling, downsampling by a stride-2
 convolution (the all-convolutional way of Springenberg et al. 2014), batch norm and dropout.
@@ -8,7 +8,7 @@ convolution (the all-convolutional way of Springenberg et al. 2014), batch norm 
 The defaults are a good Fashion-MNIST network (28x28x1, 10 classes):
 ``conv32-conv32-pool-conv64-conv64-pool-fc256-fc10`` (3x3 SAME convs, 2x2/2 max pools), batch
 norm after every conv and hidden FC layer, dropout 0.3 after the hidden FC-RELU: 871,082
-parameters. The training engineer picks the final configuration.
+parameters. The configuration trained by default is ``configs/default.py``'s.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class PatternCNN(nnx.Module):
       convs_per_stage: N, one int for every stage or one int per stage.
       fc_widths: widths of the K hidden FC layers (K = ``len(fc_widths)``; ``()`` for none).
       kernel_size, dilation, padding, padding_mode: of every conv (``padding="SAME"`` keeps
-        the spatial size, as the seeds recommend: "P = (F - 1) / 2").
+        the spatial size, as the CS231n notes recommend: "P = (F - 1) / 2").
       pool: ``"max"``, ``"avg"``, ``"l2"`` (Lp pooling with p=2) or ``"none"``.
       pool_window, pool_stride: the pooling window F and stride S (S defaults to F); for
         ``pool="none"`` the stride of the downsampling convolution.

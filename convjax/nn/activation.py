@@ -2,7 +2,7 @@
 
 They hold no parameters. They exist so that a model written as a list of layers
 (``Sequential``, the ``CONV-RELU-POOL`` pattern) shows every activation as a row in
-``convjax.inspect.summary``, as the seeds' layer tables do.
+``convjax.inspect.summary``, as the CS231n notes' layer tables do.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class Conv(nnx.Module):
     >>> import jax.numpy as jnp
     >>> from flax import nnx
     >>> layer = Conv(3, 10, (5, 5), padding=2, rngs=nnx.Rngs(0))
-    >>> layer(jnp.ones((1, 32, 32, 3))).shape   # the seeds' 32x32x3 -> 32x32x10 example
+    >>> layer(jnp.ones((1, 32, 32, 3))).shape   # the CS231n notes' 32x32x3 -> 32x32x10 example
     (1, 32, 32, 10)
     """
 

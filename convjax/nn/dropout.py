@@ -3,7 +3,7 @@
 Layer 1 has no dropout op, so the math lives here as a small pure function (jax only) that
 the layer calls; it can move to ``convjax.functional`` unchanged.
 
-Inverted dropout (Srivastava et al. 2014, as the seeds and every framework implement it):
+Inverted dropout (Srivastava et al. 2014, as the CS231n notes and every framework implement it):
 in training each unit is kept with probability ``1 - rate`` and scaled by
 ``1 / (1 - rate)``, so the expected activation is unchanged and evaluation is the identity.
 """

@@ -4,7 +4,7 @@ The number of spatial dimensions comes from the length of ``window`` (``output_s
 adaptive pools), or from ``num_spatial_dims`` when an int is given, exactly as in the
 functional ops; the resolved tuple is stored, so ``layer.window`` is always a tuple.
 Attributes have the functional arguments' names. ``stride=None`` means "equal to the
-window" (the seeds' F=2, S=2 pool).
+window" (the CS231n notes' F=2, S=2 pool).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class AvgPool(_WindowPool):
 
 class LpPool(_WindowPool):
     """Power-average pooling ``(sum x^p)^(1/p)`` (:func:`convjax.functional.lp_pool`);
-    ``p=2`` is the seeds' L2-norm pooling.
+    ``p=2`` is the CS231n notes' L2-norm pooling.
 
     Args:
       p: the power (> 0).

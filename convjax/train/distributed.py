@@ -8,7 +8,7 @@ Results come back to every host with :func:`gather` (numpy, the full population)
 On a TPU pod slice the coordinator is found from the environment; run the same command on
 every host (``gcloud compute tpus tpu-vm ssh NAME --worker=all --command="..."``). On CPU
 (e.g. 2 processes on localhost, as the tests do) JAX needs the gloo collectives, which
-:func:`initialize` switches on before connecting (DESIGN.md: checked with jax 0.10.2)::
+:func:`initialize` switches on before connecting (checked with jax 0.10.2)::
 
     # process i of 2, same command with --process_id=0 and 1
     initialize("127.0.0.1:12355", num_processes=2, process_id=i)

@@ -19,7 +19,7 @@ Measured with ``benchmarks/bench_loops.py`` (results in ``benchmarks/results/loo
 the shared 2-core CPU with jax 0.10.2, default network, batch 128, k = 4, the rolled scan ran
 at 0.05x the speed of separate calls (2.1 vs 46 images/s, and 337 s to compile) while the
 unrolled form ran at 2.25x (105 images/s; load average 9-14 during the run, so the absolute
-numbers are low; DESIGN.md's idle-machine figures were 0.04x and 1.24x). :data:`BEST_FORM`
+numbers are low; the idle-machine figures were 0.04x and 1.24x). :data:`BEST_FORM`
 therefore picks the unrolled form on CPU.
 """
 

@@ -3,7 +3,7 @@
 - :func:`plot_learning_curves`: train loss and train/validation/test accuracy per epoch.
 - :func:`plot_first_layer_filters`: the first convolution's kernels as a grid of small images
   (one per output filter; an RGB image when the layer has 3 input channels, else the mean
-  over input channels), each scaled to its own range -- the seeds' way of checking that
+  over input channels), each scaled to its own range -- the CS231n notes' way of checking that
   first-layer filters are smooth, not noisy.
 - :func:`plot_activation_maps`: one test image through the network: the feature maps after
   each activation / pooling layer of ``model.features`` (the first 16 channels of each).

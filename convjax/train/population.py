@@ -9,7 +9,7 @@ as a dict of ``(N,)`` arrays.
 
 :func:`population_step` turns a *member step* -- a pure function
 ``step(state, batch, key, hparams) -> (state, metrics)`` for ONE member -- into a step for the
-whole population. How the N members execute is a choice per backend (DESIGN.md, measured on
+whole population. How the N members execute is a choice per backend (measured on
 the 2-core CPU with jax 0.10.2, textbook CNN, 8 members, batch 128):
 
 =============  ==================================================  ====================
@@ -59,7 +59,7 @@ MemberStep = Callable[[PyTree, PyTree, jax.Array, Mapping[str, jax.Array]], tupl
 STRATEGIES = ("auto", "vmap", "unrolled", "map", "sequential")
 
 # Candidates ``auto`` times on each backend, in order of expected speed. On CPU vmap and lax.map
-# lost badly to separate calls (0.15x / 0.03x, DESIGN.md), so only the unrolled jit is raced
+# lost badly to separate calls (0.15x / 0.03x measured), so only the unrolled jit is raced
 # against sequential calls there; on accelerators vmap is expected to win (one wide kernel).
 AUTO_CANDIDATES = {
     "cpu": ("unrolled", "sequential"),
