@@ -1,4 +1,4 @@
-"""Shape rules: the CS231n notes' worked examples, a grid against a brute-force count, every error."""
+"""Shape rules: the CS231n notes' worked examples, a brute-force grid, every error."""
 
 import itertools
 

@@ -237,8 +237,8 @@ def conv_param_count(
 ) -> int:
     """Number of parameters of a convolution: ``prod(F) * (C / groups) * K + K``.
 
-    For a square 2-D kernel without groups this is the CS231n notes' ``F*F*C*K + K``: ten 5x5 filters
-    on a 32x32x3 input have ``5*5*3*10 + 10 = 760`` parameters.
+    For a square 2-D kernel without groups this is the CS231n notes' ``F*F*C*K + K``: ten
+    5x5 filters on a 32x32x3 input have ``5*5*3*10 + 10 = 760`` parameters.
 
     >>> conv_param_count(5, 3, 10)
     760
