@@ -16,7 +16,14 @@ Public API:
 
 from convjax.data.augment import PAD_MODES, augment, random_crop, random_flip, random_translate
 from convjax.data.batching import epoch_permutation, num_batches, sequential_batches
-from convjax.data.datasets import ImageDataset, default_data_dir, load_dataset, split_validation
+from convjax.data.datasets import (
+    KNOWN_SHAPES,
+    ImageDataset,
+    dataset_shape,
+    default_data_dir,
+    load_dataset,
+    split_validation,
+)
 from convjax.data.idx_files import FASHION_MNIST_CLASS_NAMES, DatasetNotFoundError, read_idx
 from convjax.data.preprocess import channel_stats, normalize
 

@@ -39,10 +39,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ImageDataset",
+    "KNOWN_SHAPES",
+    "dataset_shape",
     "load_dataset",
     "default_data_dir",
     "split_validation",
 ]
+
+#: ``((H, W, C), classes)`` of data sets whose shapes are fixed, so a model can be built (and
+#: its config checked) before the data are loaded.
+KNOWN_SHAPES = {
+    "fashion_mnist": ((28, 28, 1), 10),
+    "mnist": ((28, 28, 1), 10),
+    "cifar10": ((32, 32, 3), 10),
+    "cifar100": ((32, 32, 3), 100),
+    "svhn_cropped": ((32, 32, 3), 10),
+}
+
+
+def dataset_shape(name: str) -> tuple[tuple[int, int, int], int] | None:
+    """``((H, W, C), num_classes)`` of a data set in :data:`KNOWN_SHAPES`, else None."""
+    return KNOWN_SHAPES.get(name)
+
 
 # Names served by the offline builder instead of TFDS's downloading one.
 _LOCAL_FASHION_MNIST_NAMES = ("fashion_mnist", "fashion_mnist_local")

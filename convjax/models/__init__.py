@@ -23,7 +23,28 @@ from convjax.models.resnet import (
 )
 from convjax.models.vgg import VGG, VGG11, VGG16
 
+#: Every whole model by name: what a config's ``model.name`` may say. Blocks (``BasicBlock``,
+#: ``Bottleneck``) are modules but not models, so they are not here.
+MODELS = {
+    "PatternCNN": PatternCNN,
+    "LeNet5": LeNet5,
+    "AlexNet": AlexNet,
+    "VGG": VGG,
+    "VGG11": VGG11,
+    "VGG16": VGG16,
+    "AllCNNC": AllCNNC,
+    "ResNet": ResNet,
+    "ResNet18": ResNet18,
+    "ResNet34": ResNet34,
+    "ResNet50": ResNet50,
+    "CifarResNet": CifarResNet,
+    "ResNet20": ResNet20,
+    "ResNet56": ResNet56,
+    "DilatedContextNet": DilatedContextNet,
+}
+
 __all__ = [
+    "MODELS",
     "PatternCNN",
     "POOL_KINDS",
     "LeNet5",

@@ -1,46 +1,54 @@
-"""Layer 7: training. ``train_and_evaluate(config, workdir)`` is the one entry point.
+"""Layer 7: training. One engine trains N >= 1 members; a single run is N = 1.
 
-Modules, one job each:
+Entry points:
 
-- :mod:`~convjax.train.optim`: optimizer and learning-rate schedule from a config.
-- :mod:`~convjax.train.state`: :class:`TrainState` (a pure pytree) split from an NNX model.
-- :mod:`~convjax.train.steps`: the pure member step ``train_step(state, batch, key, hparams)
-  -> (state, metrics)`` and the eval step (population/sweep code reuses them).
-- :mod:`~convjax.train.loops`: loop forms (separate calls, rolled scan, unrolled scan),
-  chosen per backend by measurement.
-- :mod:`~convjax.train.metrics`: JSON lines, TensorBoard, progress bar.
-- :mod:`~convjax.train.checkpoint`: Orbax checkpoints (atomic, every epoch, on SIGINT/SIGTERM).
-- :mod:`~convjax.train.plots`: learning curves, first-layer filters, activation maps.
-- :mod:`~convjax.train.trainer`: :func:`train_and_evaluate`.
+- :func:`train_and_evaluate` ``(config, workdir)``: one run (``fit`` with one member).
+- :func:`fit` ``(configs, workdir)``: a population trained as one jitted program.
+- :func:`run_ablation` / :func:`run_sweep`: orchestrators over ``fit`` (variants x seeds,
+  search spaces), resumable, writing tables and figures.
 
-Populations, sweeps, ablations, sharding and multi-process helpers live beside them
-(``population``, ``sweep_space``, ``ablation``, ``sharding``, ``distributed``).
+Modules, one job each: :mod:`~convjax.train.config` (fields, defaults, loading, overrides,
+validation, the model factory), :mod:`~convjax.train.engine` (the loop),
+:mod:`~convjax.train.state` (the train state and the versioned loop state),
+:mod:`~convjax.train.steps` (pure member steps), :mod:`~convjax.train.population` (N members as
+one step), :mod:`~convjax.train.loops` (k steps per call), :mod:`~convjax.train.inputs` (data on
+the device), :mod:`~convjax.train.optim`, :mod:`~convjax.train.checkpoint` (verified
+checkpoints), :mod:`~convjax.train.metrics` (JSON lines, TensorBoard, progress bar),
+:mod:`~convjax.train.report` (JSON, tables, figures), :mod:`~convjax.train.runs` (grouping runs
+into populations), :mod:`~convjax.train.sharding` and :mod:`~convjax.train.distributed` (many
+devices and hosts), :mod:`~convjax.train.cli` (the experiments' command line).
 """
 
-from convjax.train.checkpoint import Checkpointer
-from convjax.train.loops import BEST_FORM, FORMS, best_form, make_multi_step
-from convjax.train.metrics import MetricsWriter, ProgressBar
-from convjax.train.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
-from convjax.train.state import ModelDef, TrainState, create_train_state, merge_model, split_model
-from convjax.train.steps import make_eval_step, make_train_step, smoothed_cross_entropy
-from convjax.train.trainer import (
+from convjax.train.ablation import run_ablation
+from convjax.train.checkpoint import CheckpointError
+from convjax.train.config import ConfigError, load_config, make_model, prepare
+from convjax.train.engine import (
+    POPULATION_FIELDS,
     NonFiniteLossError,
     TrainingInterrupted,
-    load_data,
-    make_model,
-    prepare_config,
+    fit,
     train_and_evaluate,
 )
+from convjax.train.population import population_step, stack, unstack
+from convjax.train.state import LoopState, TrainState
+from convjax.train.sweep import run_sweep
 
-# --- populations/sweeps ---
-# isort: split
-from convjax.train.ablation import run_ablation
-from convjax.train.population import (
-    STRATEGIES,
-    PopulationStep,
-    choose_strategy,
-    population_step,
-    stack,
-    unstack,
-)
-from convjax.train.sweep import POPULATION_FIELDS, run_sweep, train_population
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "LoopState",
+    "NonFiniteLossError",
+    "POPULATION_FIELDS",
+    "TrainState",
+    "TrainingInterrupted",
+    "fit",
+    "load_config",
+    "make_model",
+    "population_step",
+    "prepare",
+    "run_ablation",
+    "run_sweep",
+    "stack",
+    "train_and_evaluate",
+    "unstack",
+]

@@ -3,8 +3,10 @@
 :class:`MetricsWriter` appends one JSON object per record to ``WORKDIR/metrics.jsonl`` and
 writes every numeric field as a TensorBoard scalar (``tensorboardX``) under
 ``WORKDIR/tensorboard``. Records carry ``"kind"`` (``"train_log"`` every few steps,
-``"epoch"`` once per epoch) and ``"step"``. A resumed run first truncates ``metrics.jsonl``
-to the records up to its checkpoint's step, so the file reads as one uninterrupted run.
+``"epoch"`` once per epoch, ``"health"`` for per-layer norms) and ``"step"``. A run opens
+its writer at the step it resumes from (0 for a fresh start): ``metrics.jsonl`` keeps only the
+records up to that step and TensorBoard purges later events, so after any kill -- even one
+during the first checkpoint write -- the log holds each record once.
 
 :class:`ProgressBar` draws ``epoch 2/3 [#####.....] 234/468 loss 0.412 acc 86.1% 712 img/s``
 on one line of a terminal (carriage returns), or prints a line every ``print_every`` updates
@@ -25,18 +27,23 @@ class MetricsWriter:
     """Append metrics records to ``metrics.jsonl`` and TensorBoard.
 
     Args:
-      workdir: the run's folder.
+      workdir: the run's (or member's) folder.
       tensorboard: also write TensorBoard event files (``tensorboardX``).
+      resume_step: the step the run continues from: records after it are dropped from
+        ``metrics.jsonl`` and purged from TensorBoard (they belong to a killed attempt).
     """
 
-    def __init__(self, workdir, *, tensorboard: bool = True):
+    def __init__(self, workdir, *, tensorboard: bool = True, resume_step: int = 0):
         self.path = Path(workdir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.truncate_after(resume_step)
         self._tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
+            self._tb = SummaryWriter(
+                str(Path(workdir) / "tensorboard"), purge_step=int(resume_step) + 1
+            )
 
     def truncate_after(self, step: int) -> None:
         """Drop records with ``step > step`` (the part of a killed run after its checkpoint)."""
@@ -55,14 +62,18 @@ class MetricsWriter:
         os.replace(tmp, self.path)
 
     def write(self, kind: str, step: int, **values) -> None:
-        """Append ``{"kind": kind, "step": step, **values}``; numbers also go to TensorBoard."""
+        """Append ``{"kind": kind, "step": step, **values}``; numbers also go to TensorBoard
+        (a dict value ``{"a": 1.0}`` as the scalar ``kind/name/a``)."""
         rec = {"kind": kind, "step": int(step), **values}
         with open(self.path, "a") as f:
             f.write(json.dumps(rec) + "\n")
         if self._tb is not None:
             for name, v in values.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    self._tb.add_scalar(f"{kind}/{name}", v, int(step))
+                items = v.items() if isinstance(v, dict) else [(None, v)]
+                for sub, x in items:
+                    if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
+                        tag = f"{kind}/{name}" if sub is None else f"{kind}/{name}/{sub}"
+                        self._tb.add_scalar(tag, x, int(step))
 
     def flush(self) -> None:
         if self._tb is not None:
@@ -72,6 +83,20 @@ class MetricsWriter:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+class NullWriter:
+    """A :class:`MetricsWriter` that writes nothing (processes other than the first in a
+    multi-process run, where only process 0 writes files)."""
+
+    def write(self, kind: str, step: int, **values) -> None:
+        del kind, step, values
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class ProgressBar:

@@ -11,6 +11,15 @@ Config fields read (see ``configs/default.py``): ``optimizer`` (``"sgd"``, ``"ad
 (``"constant"``, ``"cosine"``, ``"onecycle"``), ``warmup_epochs``, ``onecycle_pct_start``,
 ``onecycle_div_factor``, ``onecycle_final_div_factor``.
 
+A population (several members, one optimizer) uses ``make_optimizer(..., member_rates=True)``:
+the schedule runs at a unit peak rate and each member's rate is an ``inject_hyperparams`` array
+``step_size`` applied after the optimizer. Every schedule here is the peak rate times a function
+of the step and every optimizer multiplies its final update by the rate, so this is the same
+arithmetic as a single run up to float rounding; a single run keeps the rate inside the
+schedule, so its numbers stay exactly as recorded.
+
+Fields are checked by :func:`convjax.train.config.prepare` before anything here runs.
+
 Weight decay is applied to kernels only (leaves with two or more axes), not to biases or batch
 norm scales: decaying a BatchNorm scale only shrinks the next layer's effective step size.
 For SGD it is the classic coupled L2 term (added to the gradient before momentum); for AdamW
@@ -20,24 +29,12 @@ it is decoupled (Loshchilov & Hutter 2019); plain Adam ignores it unless you pic
 from __future__ import annotations
 
 import jax
+import ml_collections
+import numpy as np
 import optax
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
-
-
-def _choice(value, allowed, name):
-    if value not in allowed:
-        raise ValueError(
-            f"config.{name}={value!r} is not supported; use one of {', '.join(map(repr, allowed))}."
-        )
-
-
-def _positive(value, name, allow_zero=False):
-    ok = value >= 0 if allow_zero else value > 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"config.{name}={value!r} must be a number {bound}.")
 
 
 def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
@@ -58,29 +55,16 @@ def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
     Returns:
       An optax schedule (a function of the int step count).
     """
-    _choice(config.schedule, SCHEDULES, "schedule")
-    _positive(config.learning_rate, "learning_rate")
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch={steps_per_epoch!r} must be >= 1.")
     total = max(1, int(config.num_epochs) * steps_per_epoch)
     lr = float(config.learning_rate)
     warmup = int(round(float(config.get("warmup_epochs", 0.0)) * steps_per_epoch))
-    if warmup < 0 or warmup >= total and config.schedule != "constant":
-        raise ValueError(
-            f"config.warmup_epochs={config.get('warmup_epochs')!r} gives {warmup} warmup steps "
-            f"of {total}; use 0 <= warmup_epochs < num_epochs."
-        )
     if config.schedule == "onecycle":
-        pct = float(config.onecycle_pct_start)
-        if not 0.0 < pct < 1.0:
-            raise ValueError(
-                f"config.onecycle_pct_start={pct!r} must be in (0, 1): the fraction of the steps "
-                f"spent raising the learning rate (0.25 is common)."
-            )
         return optax.linear_onecycle_schedule(
             total,
             lr,
-            pct_start=pct,
+            pct_start=float(config.onecycle_pct_start),
             div_factor=float(config.onecycle_div_factor),
             final_div_factor=float(config.onecycle_final_div_factor),
         )
@@ -98,21 +82,32 @@ def decay_mask(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
+def make_optimizer(
+    config, steps_per_epoch: int, *, member_rates: bool = False
+) -> optax.GradientTransformation:
     """The optimizer of ``config`` (see the module docstring), with injected hyperparameters.
+
+    Args:
+      config: a prepared run config.
+      steps_per_epoch: optimizer steps per epoch.
+      member_rates: build a population's optimizer: unit-rate schedule, then a per-member
+        ``step_size`` (set each member's values with :func:`member_hyperparams`).
 
     Returns:
       ``optax.GradientTransformation`` whose state holds ``hyperparams`` (``learning_rate``
       is the schedule's current value; ``weight_decay``, ``momentum`` ... are arrays).
     """
-    _choice(config.optimizer, OPTIMIZERS, "optimizer")
-    _positive(config.weight_decay, "weight_decay", allow_zero=True)
+    if member_rates:
+        unit = ml_collections.ConfigDict(config.to_dict())
+        unit.learning_rate = 1.0
+        return optax.chain(
+            make_optimizer(unit, steps_per_epoch),
+            optax.inject_hyperparams(optax.scale)(step_size=float(config.learning_rate)),
+        )
     schedule = make_schedule(config, steps_per_epoch)
     wd = float(config.weight_decay)
     if config.optimizer == "sgd":
         momentum = float(config.momentum)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"config.momentum={momentum!r} must be in [0, 1).")
 
         def sgd(learning_rate, weight_decay, momentum):
             return optax.chain(
@@ -132,9 +127,20 @@ def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation
     return optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
 
 
-def current_learning_rate(opt_state) -> float | None:
-    """The learning rate stored in an ``inject_hyperparams`` state (None if there is none)."""
-    hp = getattr(opt_state, "hyperparams", None)
-    if hp is None or "learning_rate" not in hp:
-        return None
-    return float(hp["learning_rate"])
+def member_hyperparams(config) -> dict[str, float]:
+    """The per-member values of a ``member_rates=True`` optimizer's injected hyperparameters."""
+    hp = {"step_size": float(config.learning_rate)}
+    if config.optimizer in ("sgd", "adamw"):
+        hp["weight_decay"] = float(config.weight_decay)  # plain adam has no weight decay
+    if config.optimizer == "sgd":
+        hp["momentum"] = float(config.momentum)
+    return hp
+
+
+def learning_rates(hyperparams) -> np.ndarray:
+    """Each member's current learning rate from its injected hyperparameters (host arrays):
+    the schedule's value, times ``step_size`` for a population's optimizer."""
+    lr = np.asarray(hyperparams["learning_rate"], np.float64)
+    if "step_size" in hyperparams:
+        lr = lr * np.asarray(hyperparams["step_size"], np.float64)
+    return lr

@@ -1,6 +1,5 @@
-"""PNG figures of a finished run (matplotlib, Agg backend: no display needed).
+"""PNG figures of a trained model, drawn on figures of their own (no global backend change).
 
-- :func:`plot_learning_curves`: train loss and train/validation/test accuracy per epoch.
 - :func:`plot_first_layer_filters`: the first convolution's kernels as a grid of small images
   (one per output filter; an RGB image when the layer has 3 input channels, else the mean
   over input channels), each scaled to its own range -- the CS231n notes' way of checking that
@@ -12,54 +11,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 from flax import nnx
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-
-def _series(history: Mapping[str, list], name: str):
-    """``(epochs, values)`` of the non-None entries of ``history[name]`` (epochs from 1)."""
-    vals = history.get(name) or []
-    pts = [(i + 1, v) for i, v in enumerate(vals) if v is not None]
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
-def plot_learning_curves(history: Mapping[str, list], path) -> Path:
-    """Save loss and accuracy per epoch (``history`` lists, one entry per epoch, None = not
-    measured that epoch)."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for name, label in (("train_loss", "train"), ("val_loss", "validation"), ("test_loss", "test")):
-        e, v = _series(history, name)
-        if v:
-            ax1.plot(e, v, "o-", label=label)
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
-    ax1.legend()
-    for name, label in (
-        ("train_accuracy", "train"),
-        ("val_accuracy", "validation"),
-        ("test_accuracy", "test"),
-    ):
-        e, v = _series(history, name)
-        if v:
-            ax2.plot(e, 100 * np.asarray(v), "o-", label=label)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("accuracy (%)")
-    ax2.legend()
-    for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+from convjax.train.report import figure, save_figure
 
 
 def first_conv_kernel(model: nnx.Module, input_shape) -> np.ndarray | None:
@@ -86,7 +44,7 @@ def plot_first_layer_filters(model: nnx.Module, input_shape, path) -> Path | Non
     h, w, cin, cout = k.shape
     cols = math.ceil(math.sqrt(cout))
     rows = math.ceil(cout / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows), squeeze=False)
+    fig, axes = figure(1.2 * cols, 1.2 * rows + 0.4, ncols=cols, nrows=rows)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= cout:
@@ -96,9 +54,7 @@ def plot_first_layer_filters(model: nnx.Module, input_shape, path) -> Path | Non
         f = (f - f.min()) / (f.max() - f.min() + 1e-12)
         ax.imshow(f, cmap=None if cin == 3 else "gray", interpolation="nearest")
     fig.suptitle(f"first conv layer: {cout} filters {h}x{w}x{cin}")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=100)
 
 
 def activation_maps(model: nnx.Module, x) -> list[tuple[str, np.ndarray]]:
@@ -137,7 +93,7 @@ def plot_activation_maps(model, x, path, *, label: str = "", channels: int = 16)
         return None
     rows = len(maps) + 1
     cols = channels
-    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols, 1.0 * rows), squeeze=False)
+    fig, axes = figure(0.9 * cols, 1.0 * rows, ncols=cols, nrows=rows)
     for ax in axes.flat:
         ax.axis("off")
     img = np.asarray(x)
@@ -147,7 +103,4 @@ def plot_activation_maps(model, x, path, *, label: str = "", channels: int = 16)
         for c in range(min(cols, a.shape[-1])):
             axes[r, c].imshow(a[..., c], cmap="viridis")
         axes[r, 0].set_title(name, fontsize=6, loc="left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=90)

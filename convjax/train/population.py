@@ -16,16 +16,15 @@ the 2-core CPU with jax 0.10.2, textbook CNN, 8 members, batch 128):
 strategy       what runs                                           CPU speed vs 8 calls
 =============  ==================================================  ====================
 ``vmap``       ``jax.vmap`` of the step inside one jit             0.15x (grouped convs)
-``unrolled``   the N member steps written out one after another    1.16x
+``unrolled``   the N member steps written out one after another    1.16x - 1.25x
                inside ONE jit (XLA schedules them together)
-``map``        ``lax.map`` (a rolled loop) inside one jit          0.03x
 ``sequential`` N separate calls of the jitted member step          1.00x (the reference)
 =============  ==================================================  ====================
 
-``strategy="auto"`` measures the backend's candidates on the first call's real arguments
-(:func:`choose_strategy`) and keeps the fastest, so a population is never slower than its
-members one by one; ``sequential`` is always a candidate. ``benchmarks/bench_population.py``
-prints the full table for the machine it runs on.
+A rolled ``lax.map`` over the members ran at 0.03x and is not offered. ``strategy="auto"`` takes
+:data:`AUTO_STRATEGY`'s entry for the backend (unrolled on CPU, where vmap's grouped
+convolutions are slow; vmap on GPU/TPU, where one wide kernel wins);
+``benchmarks/bench_population.py`` prints the full table for the machine it runs on.
 
 Example (a tiny linear model; any step with this signature works)::
 
@@ -42,7 +41,6 @@ Example (a tiny linear model; any step with this signature works)::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -56,16 +54,15 @@ from convjax.train import sharding
 PyTree = Any
 MemberStep = Callable[[PyTree, PyTree, jax.Array, Mapping[str, jax.Array]], tuple[PyTree, PyTree]]
 
-STRATEGIES = ("auto", "vmap", "unrolled", "map", "sequential")
+STRATEGIES = ("auto", "vmap", "unrolled", "sequential")
 
-# Candidates ``auto`` times on each backend, in order of expected speed. On CPU vmap and lax.map
-# lost badly to separate calls (0.15x / 0.03x measured), so only the unrolled jit is raced
-# against sequential calls there; on accelerators vmap is expected to win (one wide kernel).
-AUTO_CANDIDATES = {
-    "cpu": ("unrolled", "sequential"),
-    "gpu": ("vmap", "unrolled", "sequential"),
-    "tpu": ("vmap", "unrolled", "sequential"),
-}
+#: The strategy ``auto`` takes per backend: on CPU vmap ran at 0.15x of separate calls (its
+#: grouped convolutions are slow there) and the unrolled jit at 1.16-1.25x; on accelerators one
+#: wide vmapped kernel is the usual winner (benchmarks/results/population_gpu.md).
+AUTO_STRATEGY = {"cpu": "unrolled", "gpu": "vmap", "tpu": "vmap"}
+
+#: Strategies that accept a different member step per member (closures over per-member constants).
+PER_MEMBER_STRATEGIES = ("unrolled", "sequential")
 
 
 # ---------------------------------------------------------------------------- stacking helpers
@@ -187,7 +184,7 @@ def _check_strategy(strategy: str) -> None:
     if strategy not in STRATEGIES:
         raise ValueError(
             f"population_step: strategy={strategy!r} is not one of {STRATEGIES}; pick one "
-            '("auto" measures the candidates for this backend).'
+            '("auto" takes the backend\'s usual winner).'
         )
 
 
@@ -198,7 +195,22 @@ def _member_steps(step) -> tuple[MemberStep, ...] | None:
     return tuple(step)
 
 
-PER_MEMBER_STRATEGIES = ("unrolled", "sequential")
+def resolve_strategy(strategy: str, step=None, backend: str | None = None) -> str:
+    """The concrete strategy for ``strategy`` ("auto" -> :data:`AUTO_STRATEGY`); per-member
+    steps (a sequence) can only run unrolled or sequentially."""
+    _check_strategy(strategy)
+    per_member = step is not None and _member_steps(step) is not None
+    if strategy == "auto":
+        strategy = AUTO_STRATEGY.get(backend or jax.default_backend(), "unrolled")
+        if per_member and strategy not in PER_MEMBER_STRATEGIES:
+            strategy = "unrolled"
+    if per_member and strategy not in PER_MEMBER_STRATEGIES:
+        raise ValueError(
+            f"population_step: strategy={strategy!r} runs one traced function for every "
+            f"member, but {len(_member_steps(step))} different member steps were given; use one "
+            f"of {PER_MEMBER_STRATEGIES} (or make the members share one step)."
+        )
+    return strategy
 
 
 def _members_split(mesh, steps) -> bool:
@@ -216,168 +228,124 @@ def _members_split(mesh, steps) -> bool:
     )
 
 
-def _build(step, strategy: str, batch_per_member: bool, donate: bool, mesh=None):
-    """Compile-ready population step for one concrete strategy."""
+def population_fn(step, strategy: str, *, batch_per_member: bool = False, mesh=None):
+    """The traceable population step ``f(states, batch, keys, hparams) -> outputs`` (not jitted).
+
+    ``step`` is one member step (or a sequence of N, one per member) whose outputs may be any
+    pytree; every output leaf gains the member axis. ``strategy`` is ``"vmap"`` or
+    ``"unrolled"`` (``"auto"`` resolves per backend; ``"sequential"`` is not traceable, see
+    :func:`population_step`). Callers put ``f`` inside their own jit, e.g. a k-step loop
+    (:func:`convjax.train.loops.make_multi_step`).
+    """
+    strategy = resolve_strategy(strategy, step)
     steps = _member_steps(step)
-    if steps is not None and strategy not in PER_MEMBER_STRATEGIES:
-        raise ValueError(
-            f"population_step: strategy={strategy!r} runs one traced function for every "
-            f"member, but {len(steps)} different member steps were given; use one of "
-            f"{PER_MEMBER_STRATEGIES} (or make the members share one step)."
-        )
     step_of = (lambda i: step) if steps is None else (lambda i: steps[i])
     batch_axis = 0 if batch_per_member else None
-    donate_argnums = (0,) if donate else ()
-
     if strategy == "vmap":
-        return jax.jit(jax.vmap(step, in_axes=(0, batch_axis, 0, 0)), donate_argnums=donate_argnums)
+        return jax.vmap(step, in_axes=(0, batch_axis, 0, 0))
+    if strategy != "unrolled":
+        raise ValueError(
+            f"population_fn: strategy={strategy!r} is not traceable; use 'unrolled' or 'vmap' "
+            "(population_step runs 'sequential')."
+        )
 
-    if strategy == "unrolled":
-
-        def unrolled(states, batch, keys, hparams):
-            n = population_size(states)
-            outs = []
-            # A Python loop at trace time: N copies of the member step in one XLA program, so
-            # each member keeps its own dense convolutions (no grouped conv as under vmap)
-            # and XLA may overlap them; nothing is stacked on the batch dimension.
-            for i in range(n):
-                take = lambda x, i=i: x[i]
-                b = jax.tree.map(take, batch) if batch_per_member else batch
-                outs.append(
-                    step_of(i)(jax.tree.map(take, states), b, keys[i], jax.tree.map(take, hparams))
-                )
-            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-
-        if _members_split(mesh, steps):
-            # Measured (benchmarks/bench_population.py, 2 CPU devices, 8 members): the same
-            # program on members-sharded arrays left to the SPMD partitioner ran at 0.63x of
-            # separate runs (it moves the members' slices between devices); under shard_map
-            # each device unrolls only its own members: 1.6x.
-            per_device = PartitionSpec(sharding.MEMBERS)
-            unrolled = jax.shard_map(
-                unrolled,
-                mesh=mesh,
-                in_specs=(
-                    per_device,
-                    per_device if batch_per_member else PartitionSpec(),
-                    per_device,
-                    per_device,
-                ),
-                out_specs=per_device,
+    def unrolled(states, batch, keys, hparams):
+        n = population_size(states)
+        outs = []
+        # A Python loop at trace time: N copies of the member step in one XLA program, so
+        # each member keeps its own dense convolutions (no grouped conv as under vmap)
+        # and XLA may overlap them; nothing is stacked on the batch dimension.
+        for i in range(n):
+            take = lambda x, i=i: x[i]
+            b = jax.tree.map(take, batch) if batch_per_member else batch
+            outs.append(
+                step_of(i)(jax.tree.map(take, states), b, keys[i], jax.tree.map(take, hparams))
             )
-        return jax.jit(unrolled, donate_argnums=donate_argnums)
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
-    if strategy == "map":
+    if not _members_split(mesh, steps):
+        return unrolled
+    # Measured (benchmarks/bench_population.py, 2 CPU devices, 8 members): the same program
+    # on members-sharded arrays left to the SPMD partitioner ran at 0.63x of separate runs
+    # (it moves the members' slices between devices); under shard_map each device unrolls
+    # only its own members: 1.6x.
+    per_device = PartitionSpec(sharding.MEMBERS)
+    return jax.shard_map(
+        unrolled,
+        mesh=mesh,
+        in_specs=(
+            per_device,
+            per_device if batch_per_member else PartitionSpec(),
+            per_device,
+            per_device,
+        ),
+        out_specs=per_device,
+    )
 
-        def mapped(states, batch, keys, hparams):
-            if batch_per_member:
-                return jax.lax.map(lambda a: step(*a), (states, batch, keys, hparams))
-            return jax.lax.map(lambda a: step(a[0], batch, a[1], a[2]), (states, keys, hparams))
 
-        return jax.jit(mapped, donate_argnums=donate_argnums)
+def _sequential(step, batch_per_member: bool):
+    """N separate jitted member calls (the reference a population is measured against)."""
+    steps = _member_steps(step)
+    step_of = (lambda i: step) if steps is None else (lambda i: steps[i])
+    jitted = {}
 
-    if strategy == "sequential":
-        jitted = {}
+    def jstep_of(i):
+        f = step_of(i)
+        if id(f) not in jitted:
+            jitted[id(f)] = jax.jit(f)
+        return jitted[id(f)]
 
-        def jstep_of(i):
-            f = step_of(i)
-            if id(f) not in jitted:
-                jitted[id(f)] = jax.jit(f)
-            return jitted[id(f)]
+    # One jitted call cuts the population into its N members and one stacks the results, so
+    # the only per-member work is the member step itself (slicing leaf by leaf from Python
+    # would cost N x leaves tiny dispatches per step).
+    @jax.jit
+    def split(states, batch, keys, hparams):
+        take = lambda i: lambda x: x[i]
+        return [
+            (
+                jax.tree.map(take(i), states),
+                jax.tree.map(take(i), batch) if batch_per_member else batch,
+                keys[i],
+                jax.tree.map(take(i), hparams),
+            )
+            for i in range(population_size(states))
+        ]
 
-        # One jitted call cuts the population into its N members and one stacks the results,
-        # so the only per-member work is the member step itself (slicing leaf by leaf from
-        # Python would cost N x leaves tiny dispatches per step).
-        @jax.jit
-        def split(states, batch, keys, hparams):
-            n = population_size(states)
-            take = lambda i: lambda x: x[i]
-            return [
-                (
-                    jax.tree.map(take(i), states),
-                    jax.tree.map(take(i), batch) if batch_per_member else batch,
-                    keys[i],
-                    jax.tree.map(take(i), hparams),
+    join = jax.jit(lambda outs: jax.tree.map(lambda *xs: jnp.stack(xs), *outs))
+
+    def sequential(states, batch, keys, hparams):
+        parts = split(states, batch, keys, hparams)
+        return join([jstep_of(i)(*args) for i, args in enumerate(parts)])
+
+    return sequential
+
+
+def _check_call(step, states, batch, keys, hparams, batch_per_member: bool) -> None:
+    n = population_size(states)
+    steps = _member_steps(step)
+    if steps is not None and len(steps) != n:
+        raise ValueError(
+            f"PopulationStep: {len(steps)} member steps were given for a population of {n}; "
+            "pass one step per member (or one shared step)."
+        )
+    if len(keys) != n:
+        raise ValueError(
+            f"PopulationStep: keys has {len(keys)} entries for a population of {n}; pass one "
+            "key per member, e.g. jax.random.split(key, N)."
+        )
+    for name, v in hparams.items():
+        if np.shape(v)[:1] != (n,):
+            raise ValueError(
+                f"PopulationStep: hparams[{name!r}] has shape {np.shape(v)}; it needs a leading "
+                f"member axis of {n} (one value per member)."
+            )
+    if batch_per_member:
+        for x in jax.tree.leaves(batch):
+            if np.shape(x)[:1] != (n,):
+                raise ValueError(
+                    f"PopulationStep: batch leaf of shape {np.shape(x)} has no member axis of "
+                    f"{n}; with batch_per_member=True every batch leaf is (N, B, ...)."
                 )
-                for i in range(n)
-            ]
-
-        join = jax.jit(lambda outs: jax.tree.map(lambda *xs: jnp.stack(xs), *outs))
-
-        def sequential(states, batch, keys, hparams):
-            parts = split(states, batch, keys, hparams)
-            return join([jstep_of(i)(*args) for i, args in enumerate(parts)])
-
-        return sequential
-
-    raise AssertionError(strategy)  # _check_strategy ran first
-
-
-def _block(tree: PyTree) -> PyTree:
-    return jax.tree.map(
-        lambda x: x.block_until_ready() if hasattr(x, "block_until_ready") else x, tree
-    )
-
-
-def time_strategies(
-    step: MemberStep,
-    args: tuple,
-    candidates: Sequence[str],
-    *,
-    batch_per_member: bool = False,
-    repeats: int = 3,
-    mesh=None,
-) -> dict[str, dict[str, float]]:
-    """Compile and time each strategy on the real arguments ``args = (states, batch, keys, hp)``.
-
-    Returns ``{strategy: {"compile_s": first call incl. compile, "step_s": best of repeats}}``.
-    Nothing is donated, so ``args`` stay valid.
-    """
-    for c in candidates:
-        _check_strategy(c)
-        if c == "auto":
-            raise ValueError("time_strategies: candidates must be concrete, got 'auto'.")
-    out = {}
-    for c in candidates:
-        fn = _build(step, c, batch_per_member, donate=False, mesh=mesh)
-        t0 = time.perf_counter()
-        _block(fn(*args))
-        compile_s = time.perf_counter() - t0
-        best = float("inf")
-        for _ in range(max(1, repeats)):
-            t0 = time.perf_counter()
-            _block(fn(*args))
-            best = min(best, time.perf_counter() - t0)
-        out[c] = {"compile_s": compile_s, "step_s": best}
-    return out
-
-
-def choose_strategy(
-    step: MemberStep,
-    args: tuple,
-    *,
-    backend: str | None = None,
-    candidates: Sequence[str] | None = None,
-    batch_per_member: bool = False,
-    repeats: int = 3,
-    mesh=None,
-) -> tuple[str, dict[str, dict[str, float]]]:
-    """Pick the fastest strategy for this backend by measuring it (see AUTO_CANDIDATES).
-
-    ``sequential`` is always raced, so the choice is never slower than running the members
-    one by one (up to timing noise). Returns ``(strategy, timings)``.
-    """
-    backend = backend or jax.default_backend()
-    if candidates is None:
-        candidates = AUTO_CANDIDATES.get(backend, ("vmap", "unrolled", "sequential"))
-    candidates = list(dict.fromkeys([*candidates, "sequential"]))
-    if _member_steps(step) is not None:
-        candidates = [c for c in candidates if c in PER_MEMBER_STRATEGIES]
-    timings = time_strategies(
-        step, args, candidates, batch_per_member=batch_per_member, repeats=repeats, mesh=mesh
-    )
-    best = min(timings, key=lambda c: timings[c]["step_s"])
-    return best, timings
 
 
 class PopulationStep:
@@ -386,61 +354,24 @@ class PopulationStep:
     Created by :func:`population_step`. ``states`` leaves have shape ``(N, ...)``; ``batch`` is
     shared by all members (``batch_per_member=False``) or has a leading member axis; ``keys`` is
     an ``(N,)`` key array (or ``(N, 2)`` raw uint32 keys); ``hparams`` a dict of ``(N,)`` arrays
-    (may be empty). ``metrics`` leaves gain the member axis. After the first call
-    ``.strategy`` is the concrete strategy used and ``.timings`` what ``auto`` measured.
+    (may be empty). ``metrics`` leaves gain the member axis. ``.strategy`` is the concrete
+    strategy used.
     """
 
-    def __init__(self, step, strategy, batch_per_member, donate, candidates, mesh=None):
-        _check_strategy(strategy)
+    def __init__(self, step, strategy, batch_per_member, donate, mesh=None):
         self._step = step
         self.mesh = mesh
-        self.requested = strategy
-        self.strategy = None if strategy == "auto" else strategy
+        self.strategy = resolve_strategy(strategy, step)
         self.batch_per_member = batch_per_member
-        self.donate = donate
-        self.candidates = candidates
-        self.timings: dict[str, dict[str, float]] = {}
-        self._fn = None
+        if self.strategy == "sequential":
+            self._fn = _sequential(step, batch_per_member)
+        else:
+            fn = population_fn(step, self.strategy, batch_per_member=batch_per_member, mesh=mesh)
+            self._fn = jax.jit(fn, donate_argnums=(0,) if donate else ())
 
     def __call__(self, states, batch, keys, hparams=None):
         hparams = {} if hparams is None else dict(hparams)
-        n = population_size(states)
-        steps = _member_steps(self._step)
-        if steps is not None and len(steps) != n:
-            raise ValueError(
-                f"PopulationStep: {len(steps)} member steps were given for a population of "
-                f"{n}; pass one step per member (or one shared step)."
-            )
-        if len(keys) != n:
-            raise ValueError(
-                f"PopulationStep: keys has {len(keys)} entries for a population of {n}; "
-                "pass one key per member, e.g. jax.random.split(key, N)."
-            )
-        for name, v in hparams.items():
-            if np.shape(v)[:1] != (n,):
-                raise ValueError(
-                    f"PopulationStep: hparams[{name!r}] has shape {np.shape(v)}; it needs a "
-                    f"leading member axis of {n} (one value per member)."
-                )
-        if self.batch_per_member:
-            for x in jax.tree.leaves(batch):
-                if np.shape(x)[:1] != (n,):
-                    raise ValueError(
-                        f"PopulationStep: batch leaf of shape {np.shape(x)} has no member axis "
-                        f"of {n}; with batch_per_member=True every batch leaf is (N, B, ...)."
-                    )
-        if self._fn is None:
-            if self.strategy is None:
-                self.strategy, self.timings = choose_strategy(
-                    self._step,
-                    (states, batch, keys, hparams),
-                    candidates=self.candidates,
-                    batch_per_member=self.batch_per_member,
-                    mesh=self.mesh,
-                )
-            self._fn = _build(
-                self._step, self.strategy, self.batch_per_member, self.donate, self.mesh
-            )
+        _check_call(self._step, states, batch, keys, hparams, self.batch_per_member)
         return self._fn(states, batch, keys, hparams)
 
 
@@ -450,24 +381,20 @@ def population_step(
     strategy: str = "auto",
     batch_per_member: bool = False,
     donate: bool = False,
-    candidates: Sequence[str] | None = None,
     mesh=None,
 ) -> PopulationStep:
-    """Turn a member step into one step for a whole population.
+    """Turn a member step into one jitted step for a whole population.
 
     Args:
       step: pure ``step(state, batch, key, hparams) -> (state, metrics)`` for ONE member; it
         must be jit-traceable. Per-member values belong in ``state`` or ``hparams``; when a
         per-member value can only be a Python constant (a closure), pass a sequence of N
-        member steps instead: then only the ``unrolled`` and ``sequential`` strategies apply
-        (``auto`` races just those).
-      strategy: one of ``STRATEGIES``; ``"auto"`` measures AUTO_CANDIDATES[backend] plus
-        ``"sequential"`` on the first call and keeps the fastest.
+        member steps instead: then only the ``unrolled`` and ``sequential`` strategies apply.
+      strategy: one of ``STRATEGIES``; ``"auto"`` takes :data:`AUTO_STRATEGY` for the backend.
       batch_per_member: True when each member gets its own batch (leaves ``(N, B, ...)``), e.g.
         when members differ in seed and so in data order; False shares one ``(B, ...)`` batch.
       donate: donate the population state buffers to the step (saves memory in long loops; the
         caller must not reuse the passed-in state).
-      candidates: override the strategies ``auto`` races.
       mesh: the ``("members", "data")`` mesh the population is sharded over
         (``convjax.train.sharding``), or None. With a members axis over several devices and a
         data axis of 1, ``unrolled`` runs under ``shard_map`` so each device steps only its own
@@ -476,4 +403,4 @@ def population_step(
     Returns:
       A :class:`PopulationStep`.
     """
-    return PopulationStep(step, strategy, batch_per_member, donate, candidates, mesh)
+    return PopulationStep(step, strategy, batch_per_member, donate, mesh)

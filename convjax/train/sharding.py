@@ -147,18 +147,22 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     return _put(tree, mesh, lambda nd: P())
 
 
-def constrain_batch(batch: PyTree, mesh: Mesh) -> PyTree:
-    """Inside ``jax.jit``: ask XLA to split every leaf ``(B, ...)`` along the data axis.
+def constrain_batch(batch: PyTree, mesh: Mesh, *, per_member: bool = False) -> PyTree:
+    """Inside ``jax.jit``: ask XLA to split every leaf ``(B, ...)`` along the data axis
+    (``per_member=True``: leaves ``(N, B, ...)``, N along the members axis too).
 
     Leaves whose batch dimension the data axis does not divide are left to XLA (an eval tail
     batch, say); the numbers never depend on the placement, only the speed does.
     """
     dsize = mesh.shape[DATA]
+    axis = 1 if per_member else 0
 
     def constrain(x):
-        if np.ndim(x) == 0 or np.shape(x)[0] % dsize:
+        if np.ndim(x) <= axis or np.shape(x)[axis] % dsize:
             return x
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, _batch_spec(np.ndim(x))))
+        lead = (MEMBERS,) if per_member else ()
+        spec = P(*lead, DATA, *([None] * (np.ndim(x) - axis - 1)))
+        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
     return jax.tree.map(constrain, batch)
 
@@ -204,3 +208,30 @@ def data_parallel_devices(
             f"batch size that is a multiple of {requested}, or data_parallel=0."
         )
     return devs[:requested]
+
+
+def population_mesh(
+    num_members: int,
+    batch_sizes: Sequence[int],
+    data_parallel: int = 0,
+    *,
+    shared_step: bool = True,
+    devices: Sequence[jax.Device] | None = None,
+) -> Mesh | None:
+    """The ``("members", "data")`` mesh a population of ``num_members`` trains on, or None for
+    one device.
+
+    The members axis gets ``gcd(N, D)`` of the D devices (whole members per device; 1 when the
+    members run different step functions, which ``shard_map`` cannot pick per device); the data
+    axis splits every batch over the rest, as many devices as ``data_parallel`` allows and
+    every batch size divides (:func:`data_parallel_devices`). A single run (N = 1) on a CPU
+    with one XLA device per core thus splits its batches over the cores.
+    """
+    devs = list(jax.devices() if devices is None else devices)
+    members = math.gcd(num_members, len(devs)) if shared_step else 1
+    rest = devs[: len(devs) // members]
+    data = len(data_parallel_devices(data_parallel, batch_sizes, rest))
+    if members * data == 1:
+        return None
+    grid = np.array(devs[: members * data], dtype=object).reshape(members, data)
+    return Mesh(grid, (MEMBERS, DATA))

@@ -1,4 +1,5 @@
-"""The train state: a pure pytree of arrays, split from an NNX model once.
+"""The train state (a pure pytree of arrays, split from an NNX model once) and the loop state
+(the typed, versioned bookkeeping of a run that the checkpoint saves beside it).
 
 A model is split with ``nnx.split(model, nnx.Param, nnx.BatchStat, ...)`` into its graph
 definition (static: the Python structure), its parameters, its batch-norm running statistics
@@ -14,6 +15,7 @@ masks of an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -35,6 +37,10 @@ class TrainState(NamedTuple):
       opt_state: the optax state (with ``hyperparams`` from ``inject_hyperparams``).
       ema_params: exponential moving average of ``params`` (same tree) or ``None`` when EMA
         is off.
+      active: bool scalar; False freezes the member (the step leaves every array as it was).
+        The step clears it itself when the loss or the gradient stops being finite, so a
+        diverged member keeps its last good parameters; the loop clears it when a member
+        stops early.
     """
 
     step: jax.Array
@@ -42,6 +48,7 @@ class TrainState(NamedTuple):
     batch_stats: PyTree
     opt_state: PyTree
     ema_params: PyTree | None
+    active: jax.Array
 
 
 class ModelDef(NamedTuple):
@@ -82,6 +89,7 @@ def create_train_state(
         batch_stats=batch_stats,
         opt_state=tx.init(params),
         ema_params=jax.tree.map(jnp.array, params) if ema else None,
+        active=jnp.ones((), bool),
     )
     return model_def, state
 
@@ -93,3 +101,100 @@ def rng_stream_names(model: nnx.Module) -> tuple[str, ...]:
         if isinstance(node, nnx.RngStream) and node.tag not in names:
             names.append(node.tag)
     return tuple(names)
+
+
+# ---------------------------------------------------------------------------- loop state
+
+#: Per-epoch lists every member's history holds (None where not measured that epoch).
+HISTORY_KEYS = (
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "learning_rate",
+    "epoch_time_s",
+    "images_per_s",
+    "elapsed_s",
+)
+
+#: Status of a member: still training, done, stopped by early stopping, frozen after a
+#: non-finite loss or gradient, or stopped by a population schedule (successive halving).
+STATUSES = ("training", "finished", "stopped_early", "diverged", "stopped")
+
+
+@dataclasses.dataclass
+class MemberLog:
+    """One member's bookkeeping: its history and where it stands.
+
+    Attributes:
+      history: per-epoch lists, keys :data:`HISTORY_KEYS`.
+      status: one of :data:`STATUSES`.
+      stopped_epoch: epochs run when the member left training (None while training).
+      diverged_step: global step whose loss or gradient was not finite (None if it never was).
+      best_val_accuracy, bad_epochs: early-stopping counters.
+      loss_sum, correct, seen: running sums of the current epoch (a mid-epoch checkpoint
+        resumes them).
+    """
+
+    history: dict[str, list] = dataclasses.field(
+        default_factory=lambda: {k: [] for k in HISTORY_KEYS}
+    )
+    status: str = "training"
+    stopped_epoch: int | None = None
+    diverged_step: int | None = None
+    best_val_accuracy: float | None = None
+    bad_epochs: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+
+LOOP_STATE_VERSION = 1
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Where a run of N >= 1 members stands; saved as JSON with every checkpoint.
+
+    Attributes:
+      version: :data:`LOOP_STATE_VERSION` of the code that wrote it.
+      epoch: epochs finished; batch: batches done in the current epoch.
+      live: member indices whose state is in the stacked train state, in stack order (a
+        member that stops leaves the stack, so its compute is reclaimed).
+      members: one :class:`MemberLog` per member, all N.
+      train_time_s, compile_s: time in train calls (compiles included), and in first calls.
+      steady_images, steady_time_s: images and seconds of calls that compiled nothing.
+    """
+
+    epoch: int
+    batch: int
+    live: list[int]
+    members: list[MemberLog]
+    train_time_s: float = 0.0
+    compile_s: float = 0.0
+    steady_images: int = 0
+    steady_time_s: float = 0.0
+    version: int = LOOP_STATE_VERSION
+
+    @classmethod
+    def fresh(cls, n: int) -> LoopState:
+        return cls(epoch=0, batch=0, live=list(range(n)), members=[MemberLog() for _ in range(n)])
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoopState:
+        """Read a saved loop state; a record of another version is an error naming the fix."""
+        version = data.get("version") if isinstance(data, dict) else None
+        if version != LOOP_STATE_VERSION:
+            raise ValueError(
+                f"the checkpoint's loop state has version {version!r}, this convjax reads "
+                f"version {LOOP_STATE_VERSION}; start the run in a new workdir (or remove its "
+                "checkpoints folder)."
+            )
+        fields = dict(data)
+        fields["members"] = [MemberLog(**m) for m in data["members"]]
+        return cls(**fields)

@@ -16,7 +16,15 @@ expects::
   step vmappable or stackable over a population with different values (optimizer
   hyperparameters such as the learning rate live in ``state.opt_state.hyperparams``).
 - ``metrics``: ``{"loss": () float32, "correct": () int32}`` (mean loss and the number of
-  correct top-1 predictions in the batch).
+  correct top-1 predictions in the batch), plus ``"ok": () bool`` (the loss and the gradient
+  were finite) for a step built with ``freeze_on_divergence=True`` and ``"health"`` for a step built with ``health=True``: ``{"grad", "update",
+  "param"}``, each ``(L,)`` float32, the L2 norms per layer (:func:`health_layers` names them).
+
+With ``freeze_on_divergence=True``, a member whose ``state.active`` is False, or whose loss or
+gradient is not finite in this step, gets its state back unchanged (every array, the step count included) and ``active`` cleared:
+a diverged member of a population is frozen at its last good parameters while the others
+train on, with exactly the numbers they would have alone (a select by a true flag returns its
+first operand bit for bit).
 
 Nothing is jitted here: the caller decides (``jax.jit``, an unrolled k-step jit, ``lax.scan``
 or a population strategy), see :mod:`convjax.train.loops`.
@@ -62,6 +70,22 @@ def smoothed_cross_entropy(logits, labels, label_smoothing):
     return (1.0 - eps) * hard + eps * uniform
 
 
+def health_layers(params) -> list[tuple[str, list[int]]]:
+    """``[(layer name, [leaf indices])]``: the parameter leaves grouped by the module that owns
+    them (``"features.layers.0"``), in leaf order; the norms of ``health=True`` steps follow it."""
+    groups: dict[str, list[int]] = {}
+    for i, (path, _) in enumerate(jax.tree_util.tree_flatten_with_path(params)[0]):
+        parts = [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
+        groups.setdefault(".".join(parts[:-1]) or "(model)", []).append(i)
+    return list(groups.items())
+
+
+def _layer_norms(tree, groups) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    sq = [jnp.sum(jnp.square(leaf.astype(jnp.float32))) for leaf in leaves]
+    return jnp.sqrt(jnp.stack([sum(sq[i] for i in idx) for _, idx in groups]))
+
+
 def make_train_step(
     model_def: ModelDef,
     tx: optax.GradientTransformation,
@@ -72,6 +96,8 @@ def make_train_step(
     ema_decay: float = 0.0,
     rng_streams: Sequence[str] = ("default",),
     dropout_paths: Sequence[tuple] | None = None,
+    freeze_on_divergence: bool = False,
+    health: bool = False,
 ):
     """Build the pure member step ``train_step(state, batch, key, hparams)`` (module docstring).
 
@@ -87,6 +113,12 @@ def make_train_step(
       dropout_paths: module paths of the Dropout layers whose rate comes from
         ``hparams["dropout_rate"]`` (a population's per-member rate); None keeps the rates the
         model was built with.
+      freeze_on_divergence: check the loss and the gradient for NaN/Inf and freeze the member
+        when they are not finite (module docstring); adds ``"ok"`` to the metrics. A population
+        needs it; a single run stops on the first non-finite loss instead, and leaves the step
+        exactly the program it has always been (extra outputs change XLA's fusion and with it
+        the last bits of the batch-norm statistics).
+      health: also return per-layer gradient, update and parameter norms (``"health"``).
 
     Returns:
       ``train_step(state, batch, key, hparams) -> (state, metrics)``.
@@ -125,9 +157,23 @@ def make_train_step(
         ema = state.ema_params
         if ema is not None:
             ema = optax.incremental_update(params, ema, 1.0 - ema_decay)
-        new_state = TrainState(state.step + 1, params, batch_stats, opt_state, ema)
+        new_state = TrainState(state.step + 1, params, batch_stats, opt_state, ema, state.active)
         correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.int32)
-        return new_state, {"loss": loss, "correct": correct}
+        metrics = {"loss": loss, "correct": correct}
+        if freeze_on_divergence:
+            ok = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+            keep = ok & state.active
+            new_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_state, state)
+            new_state = new_state._replace(active=keep)
+            metrics["ok"] = ok
+        if health:
+            groups = health_layers(state.params)
+            metrics["health"] = {
+                "grad": _layer_norms(grads, groups),
+                "update": _layer_norms(updates, groups),
+                "param": _layer_norms(state.params, groups),
+            }
+        return new_state, metrics
 
     return train_step
 

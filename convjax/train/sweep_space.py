@@ -12,18 +12,17 @@ A sweep config's ``space`` maps a base-config field path (dots between levels, e
 Field paths are strings (``ml_collections.ConfigDict`` refuses dots in keys, so a sweep config
 stores the space as a tuple of ``(path, values)`` pairs, see ``configs/sweeps/``).
 
-Trials are plain dicts ``{path: value}``. :func:`group_trials` splits them by the values of
-their *structural* fields (anything that changes array shapes or the traced program:
-widths, kernel size, stride, dilation, pooling kind, dropout rate ...); each group trains as
-one population in which the *numeric* fields vary per member.
+Trials are plain dicts ``{path: value}``; ``convjax.train.runs.group_runs`` splits them into
+populations by their *structural* fields (anything that changes array shapes or the traced
+program: widths, kernel size, stride, dilation, pooling kind ...), inside which the numeric
+fields vary per member.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import pprint
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -113,92 +112,3 @@ def make_trials(search: str, space, *, num_trials: int | None = None, seed: int 
             raise ValueError("make_trials: search='random' needs num_trials (e.g. 16).")
         return random_trials(space, num_trials, seed)
     raise ValueError(f"make_trials: search={search!r} must be 'grid' or 'random'.")
-
-
-def group_trials(
-    trials: Sequence[Mapping[str, Any]],
-    population_fields: Iterable[str],
-    presence_fields: Iterable[str] = (),
-) -> list[tuple[dict[str, Any], list[int]]]:
-    """Split trials into populations: ``[(structural_values, [trial indices])]``.
-
-    Trials whose fields outside ``population_fields`` agree form one group (first-seen order).
-    For a field of ``presence_fields`` (a population field whose zero/nonzero state changes
-    the model, e.g. ``model.dropout``), ``"<field> > 0"`` is part of the structural values.
-    """
-    pop = set(population_fields)
-    presence = [f for f in presence_fields if f in pop]
-    groups: dict[tuple, tuple[dict[str, Any], list[int]]] = {}
-    for i, t in enumerate(trials):
-        structural = {k: v for k, v in t.items() if k not in pop}
-        structural.update({f"{f} > 0": bool(t[f] > 0) for f in presence if f in t})
-        key = tuple(sorted((k, repr(v)) for k, v in structural.items()))
-        groups.setdefault(key, (structural, []))[1].append(i)
-    return list(groups.values())
-
-
-def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` (for apply_overrides)."""
-    out: dict[str, Any] = {}
-    for path, v in flat.items():
-        node = out
-        parts = path.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = v
-    return out
-
-
-def _plain(x):
-    if hasattr(x, "to_dict"):
-        x = x.to_dict()
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain(v) for v in x]
-    if isinstance(x, tuple):
-        return tuple(_plain(v) for v in x)
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    return x
-
-
-def config_source(config, *, docstring: str) -> str:
-    """Python source of a ready config file whose ``get_config()`` returns ``config``.
-
-    Only literals are written (ints, floats, strings, bools, None, tuples, lists, dicts), so
-    the file needs nothing but ml_collections. Values of other types raise ``ValueError``.
-    """
-    plain = _plain(config)
-
-    def check(x, path):
-        if isinstance(x, dict):
-            for k, v in x.items():
-                check(v, f"{path}.{k}" if path else k)
-        elif isinstance(x, (list, tuple)):
-            for i, v in enumerate(x):
-                check(v, f"{path}[{i}]")
-        elif not (x is None or isinstance(x, (bool, int, float, str))):
-            raise ValueError(
-                f"config_source: field {path!r} holds {type(x).__name__} {x!r}, which a config "
-                "file cannot write as a literal; use ints, floats, strings, tuples or dicts."
-            )
-        if isinstance(x, float) and not math.isfinite(x):
-            raise ValueError(f"config_source: field {path!r} = {x!r} is not finite.")
-
-    check(plain, "")
-    body = pprint.pformat(plain, indent=2, width=92, sort_dicts=True)
-    doc = docstring.strip().replace('"""', "'''")
-    return (
-        f'"""{doc}\n"""\n\nimport ml_collections\n\n\n'
-        "def get_config(arg=None):\n"
-        "    del arg  # a ready config: every value is fixed\n"
-        f"    config = ml_collections.ConfigDict({_indent(body)})\n"
-        "    config.lock()\n"
-        "    return config\n"
-    )
-
-
-def _indent(text: str) -> str:
-    lines = text.splitlines()
-    return "\n".join([lines[0]] + ["    " + ln for ln in lines[1:]])

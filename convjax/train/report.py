@@ -1,0 +1,254 @@
+"""Everything a run, an ablation or a sweep writes for people to read: JSON, tables, figures.
+
+- JSON: :func:`write_json` (atomic: a temporary file, then a rename, so a kill never leaves half
+  a file) and :func:`read_json`.
+- Tables: :func:`markdown_table` and :func:`write_csv` from rows of dicts; :func:`mean_std`
+  formats a mean over seeds (one seed prints no "± 0.00", which would claim a spread that was
+  never measured).
+- Figures: each function draws on its own :class:`matplotlib.figure.Figure` and saves it; the
+  global matplotlib backend is never touched, so importing convjax in a notebook changes
+  nothing about the user's plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "figure",
+    "learning_curves_figure",
+    "markdown_table",
+    "mean_std",
+    "metric_vs_field_figure",
+    "read_json",
+    "save_figure",
+    "variant_accuracy_figure",
+    "variant_curves_figure",
+    "write_csv",
+    "write_json",
+]
+
+
+# ---------------------------------------------------------------------------- JSON
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if callable(x):
+        return f"{getattr(x, '__module__', '?')}:{getattr(x, '__qualname__', repr(x))}"
+    return str(x)
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (temporary file, then ``os.replace``)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path) -> Any:
+    """The JSON value stored in ``path``."""
+    return json.loads(Path(path).read_text())
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def mean_std(values: Sequence[float], *, scale: float = 100.0, digits: int = 2) -> str:
+    """``"93.36 ± 0.11"``: mean and sample std (ddof=1) of ``values * scale``; one value prints
+    just the value, none prints ``"-"``."""
+    vals = [scale * float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{np.mean(vals):.{digits}f} ± {np.std(vals, ddof=1):.{digits}f}"
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table: a header of ``columns`` and one line per row (cells as ``str``)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
+    """Write ``rows`` (dicts) to ``path`` as CSV with ``columns`` (missing values empty)."""
+    path = Path(path)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: _cell(row.get(k)) for k in columns})
+    return path
+
+
+def _cell(v):
+    if isinstance(v, (list, tuple)):
+        return "x".join(str(x) for x in v)
+    return v
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def figure(width: float, height: float, *, ncols: int = 1, nrows: int = 1):
+    """A new ``(Figure, axes)`` with constrained layout, independent of pyplot's state."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def save_figure(fig, path, *, dpi: int = 110) -> Path:
+    """Save ``fig`` as a PNG at ``path``."""
+    fig.savefig(path, dpi=dpi)
+    return Path(path)
+
+
+def _epochs_axis(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+
+
+def learning_curves_figure(
+    history: Mapping[str, list],
+    *,
+    train_points: Sequence[tuple[float, float, float]] = (),
+    label_smoothing: float = 0.0,
+):
+    """Loss and accuracy: a point per logged training interval and per evaluation.
+
+    Args:
+      history: per-epoch lists (``convjax.train.state.HISTORY_KEYS``; None = not measured).
+      train_points: ``(epoch as a float, loss, accuracy)`` of every ``train_log`` record, so
+        the training curve shows what happened inside each epoch.
+      label_smoothing: the smoothing the training loss was computed with; the label says so,
+        since such a loss sits above the evaluation loss (which has no smoothing).
+    """
+    fig, ((ax_loss, ax_acc),) = figure(9.5, 3.6, ncols=2)
+    train_label = "train (per log interval)"
+    if label_smoothing:
+        train_label += f", label smoothing {label_smoothing:g}"
+    if train_points:
+        xs, losses, accs = zip(*train_points)
+        ax_loss.plot(xs, losses, "-", color="tab:blue", alpha=0.5, label=train_label)
+        ax_acc.plot(xs, 100 * np.asarray(accs), "-", color="tab:blue", alpha=0.5, label="train")
+    colours = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
+    names = {"train": "train (epoch mean)", "val": "validation", "test": "test"}
+    for split in ("train", "val", "test"):
+        for ax, key, scale in ((ax_loss, "loss", 1.0), (ax_acc, "accuracy", 100.0)):
+            vals = history.get(f"{split}_{key}") or []
+            pts = [(i + 1, scale * v) for i, v in enumerate(vals) if v is not None]
+            if pts and not (split == "train" and train_points and key == "accuracy"):
+                e, v = zip(*pts)
+                ax.plot(
+                    e,
+                    v,
+                    "o-" if split != "train" else "o",
+                    color=colours[split],
+                    label=names[split],
+                )
+    ax_loss.set_ylabel("loss (evaluation: no smoothing)" if label_smoothing else "loss")
+    ax_acc.set_ylabel("accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        _epochs_axis(ax)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return fig
+
+
+def variant_accuracy_figure(
+    names: Sequence[str],
+    means: Sequence[float],
+    intervals: Sequence[tuple[float, float] | None],
+    *,
+    ylabel: str = "test accuracy (%)",
+    title: str = "",
+):
+    """A bar per variant with its interval (e.g. a 95% confidence interval of the mean), the
+    value axis starting near the data so that differences of tenths of a point are visible."""
+    fig, ((ax,),) = figure(1.3 * len(names) + 2.2, 3.4)
+    lo_err = [m - iv[0] if iv else 0.0 for m, iv in zip(means, intervals)]
+    hi_err = [iv[1] - m if iv else 0.0 for m, iv in zip(means, intervals)]
+    ax.bar(range(len(names)), means, color="tab:blue", alpha=0.75)
+    ax.errorbar(
+        range(len(names)), means, yerr=[lo_err, hi_err], fmt="none", ecolor="black", capsize=4
+    )
+    ax.set_xticks(range(len(names)), names, rotation=20 if len(names) > 4 else 0)
+    lo = min(m - e for m, e in zip(means, lo_err))
+    hi = max(m + e for m, e in zip(means, hi_err))
+    pad = max(0.2, 0.25 * (hi - lo))
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def variant_curves_figure(curves: Mapping[str, Sequence[Sequence[tuple[float, float]]]]):
+    """Every run's accuracy curve, one colour per variant (``{variant: [[(epoch, acc)]]}``)."""
+    fig, ((ax,),) = figure(5.8, 3.6)
+    colours = [f"C{i}" for i in range(10)]
+    for i, (name, runs) in enumerate(curves.items()):
+        for j, curve in enumerate(runs):
+            if not curve:
+                continue
+            xs, ys = zip(*curve)
+            ax.plot(
+                xs,
+                100 * np.asarray(ys),
+                "o-",
+                markersize=3,
+                alpha=0.7,
+                color=colours[i % len(colours)],
+                label=name if j == 0 else None,
+            )
+    _epochs_axis(ax)
+    ax.set_ylabel("accuracy (%)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    return fig
+
+
+#: Fields whose sweeps span orders of magnitude: drawn on a log axis.
+LOG_FIELDS = ("learning_rate", "weight_decay")
+
+
+def metric_vs_field_figure(xs: Sequence[Any], ys: Sequence[float], field: str, metric: str):
+    """The metric (a fraction, drawn in %) of every trial against one swept field's values."""
+    from matplotlib.ticker import LogLocator, MaxNLocator
+
+    fig, ((ax,),) = figure(4.8, 3.4)
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+    ys = 100 * np.asarray(ys, float)
+    if numeric:
+        ax.scatter(xs, ys, alpha=0.8)
+        if field.rsplit(".", 1)[-1] in LOG_FIELDS and all(x > 0 for x in xs):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(numticks=6))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+    else:
+        cats = list(dict.fromkeys(map(str, xs)))
+        ax.scatter([cats.index(str(x)) for x in xs], ys, alpha=0.8)
+        ax.set_xticks(range(len(cats)), cats, rotation=30 if len(cats) > 4 else 0)
+    ax.set_xlabel(field)
+    ax.set_ylabel(f"{metric} (%)")
+    return fig
