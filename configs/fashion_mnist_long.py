@@ -19,15 +19,7 @@ core, ~800 images/s); the measured runs took 43-54 minutes each pinned to one co
 second run (300-390 images/s).
 """
 
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location(
-    "_convjax_default_config",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py"),
-)
-_default = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_default)
+from configs import default as _default
 
 
 def get_config(arg=None):

@@ -1,7 +1,7 @@
 """Ablation runner: variants x seeds, resume without rerunning, tables, plots, errors.
 
-A fake train function (records its calls, writes the results JSON like train_and_evaluate)
-keeps these tests fast; the real end-to-end run is in test_ablate_script_smoke (slow).
+A fake ``fit`` (records its calls, writes each member's results JSON like the engine) keeps
+these tests fast; the real end-to-end run is in test_ablate_script_smoke (slow).
 """
 
 import csv
@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 
 from convjax.train import ablation
+from convjax.train import config as config_lib
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def base_config():
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.model = ml_collections.ConfigDict({"pool": "max", "dilation": 1})
-    c.lr = 0.1
+    c = config_lib.load_config(ROOT / "configs" / "default.py", "smoke")
+    c.model.dilation = 1
     c.lock()
     return c
 
@@ -39,8 +40,9 @@ def ablation_config(seeds=(0, 1, 2)):
     return c
 
 
-class FakeTrain:
-    """Accuracy = f(variant, seed), known in advance, so the table can be checked by hand."""
+class FakeFit:
+    """fit's signature; accuracy = f(variant, seed), known in advance, so the table can be
+    checked by hand. ``fail_on`` (pool, dilation, seed) raises before anything is written."""
 
     ACC = {"max": 0.90, "avg": 0.88, "d2": 0.80}
 
@@ -48,23 +50,26 @@ class FakeTrain:
         self.calls = []
         self.fail_on = fail_on
 
-    def __call__(self, config, workdir):
-        key = (config.model.pool, config.model.dilation, config.seed)
-        self.calls.append(key)
-        if self.fail_on == key:
+    def __call__(self, cfgs, workdir, *, member_dirs, strategy, mesh, log):
+        keys = [(c.model.pool, c.model.dilation, c.seed) for c in cfgs]
+        self.calls.append(keys)
+        if self.fail_on in keys:
             raise KeyboardInterrupt("simulated interruption")
-        name = {"max": "max", "avg": "avg"}[config.model.pool]
-        name = "d2" if config.model.dilation == 2 else name
-        acc = self.ACC[name] + 0.01 * config.seed
-        res = {
-            "test_accuracy": acc,
-            "train_time_s": 10.0 + config.seed,
-            "images_per_s": 100.0,
-            "history": {"val_accuracy": [acc - 0.1, acc - 0.05, acc]},
-        }
-        with open(f"{workdir}/results.json", "w") as f:
-            json.dump(res, f)
-        return res
+        out = []
+        for c, d in zip(cfgs, member_dirs):
+            name = "d2" if c.model.dilation == 2 else c.model.pool
+            acc = self.ACC[name] + 0.01 * c.seed
+            res = {
+                "test_accuracy": acc,
+                "train_time_s": 10.0 + c.seed,
+                "images_per_s": 100.0,
+                "history": {"val_accuracy": [acc - 0.1, acc - 0.05, acc]},
+            }
+            Path(d).mkdir(parents=True, exist_ok=True)
+            with open(Path(d) / "results.json", "w") as f:
+                json.dump(res, f)
+            out.append(res)
+        return out
 
 
 def stats(config):
@@ -72,13 +77,14 @@ def stats(config):
 
 
 def test_runs_every_variant_and_seed_and_writes_tables(tmp_path):
-    train = FakeTrain()
+    fit = FakeFit()
     out = ablation.run_ablation(
-        ablation_config(), tmp_path, train_fn=train, stats_fn=stats, log=lambda s: None
+        ablation_config(), tmp_path, fit_fn=fit, stats_fn=stats, log=lambda s: None
     )
-    assert sorted(train.calls) == sorted(
-        [(p, d, s) for p, d in [("max", 1), ("avg", 1), ("max", 2)] for s in (0, 1, 2)]
-    )
+    # one population per variant, its three seeds together
+    assert fit.calls == [
+        [(p, d, s) for s in (0, 1, 2)] for p, d in [("max", 1), ("avg", 1), ("max", 2)]
+    ]
     rows = {r["variant"]: r for r in out["table"]}
     assert list(rows) == ["max", "avg", "d2"]
     # mean of 0.90, 0.91, 0.92 and its sample std (ddof=1) = 0.01
@@ -101,36 +107,44 @@ def test_runs_every_variant_and_seed_and_writes_tables(tmp_path):
 
 def test_resume_skips_finished_runs(tmp_path):
     cfg = ablation_config(seeds=(0, 1))
-    train = FakeTrain(fail_on=("avg", 1, 1))
+    fit = FakeFit(fail_on=("avg", 1, 1))
     with pytest.raises(KeyboardInterrupt):
-        ablation.run_ablation(cfg, tmp_path, train_fn=train, stats_fn=stats, log=lambda s: None)
-    assert len(train.calls) == 4  # max x 2, avg seed 0, then avg seed 1 interrupted
-    train2 = FakeTrain()
-    out = ablation.run_ablation(cfg, tmp_path, train_fn=train2, stats_fn=stats, log=print)
-    # only the interrupted run and the ones never started are trained again
-    assert train2.calls == [("avg", 1, 1), ("max", 2, 0), ("max", 2, 1)]
+        ablation.run_ablation(cfg, tmp_path, fit_fn=fit, stats_fn=stats, log=lambda s: None)
+    assert len(fit.calls) == 2  # max (both seeds), then avg interrupted
+    fit2 = FakeFit()
+    out = ablation.run_ablation(cfg, tmp_path, fit_fn=fit2, stats_fn=stats, log=print)
+    # only the interrupted group and the one never started are trained again
+    assert fit2.calls == [[("avg", 1, 0), ("avg", 1, 1)], [("max", 2, 0), ("max", 2, 1)]]
     assert len(out["runs"]) == 6
-    train3 = FakeTrain()
-    ablation.run_ablation(cfg, tmp_path, train_fn=train3, stats_fn=stats, log=lambda s: None)
-    assert train3.calls == []
+    fit3 = FakeFit()
+    ablation.run_ablation(cfg, tmp_path, fit_fn=fit3, stats_fn=stats, log=lambda s: None)
+    assert fit3.calls == []
+    # populations=False: every run alone
+    fit4 = FakeFit()
+    cfg.populations = False
+    ablation.run_ablation(cfg, tmp_path / "alone", fit_fn=fit4, stats_fn=stats, log=print)
+    assert all(len(call) == 1 for call in fit4.calls) and len(fit4.calls) == 6
 
 
 def test_apply_overrides_nested_and_dotted():
     b = base_config()
-    c = ablation.apply_overrides(b, {"model": {"pool": "l2"}, "lr": 0.5})
-    assert (c.model.pool, c.lr, b.model.pool) == ("l2", 0.5, "max")
-    c2 = ablation.apply_overrides(b, {"model.dilation": 4})
+    c = config_lib.apply_overrides(b, {"model": {"pool": "l2"}, "learning_rate": 0.5})
+    assert (c.model.pool, c.learning_rate, b.model.pool) == ("l2", 0.5, "max")
+    c2 = config_lib.apply_overrides(b, {"model.dilation": 4})
     assert c2.model.dilation == 4 and c2.is_locked
+    # a model argument the base does not spell out, and a run field it leaves to the default
+    c3 = config_lib.apply_overrides(b, {"model.kernel_size": 5, "ema_decay": 0.9})
+    assert c3.model.kernel_size == 5 and c3.ema_decay == 0.9
 
 
 def test_errors_name_the_field():
     b = base_config()
-    with pytest.raises(ValueError, match=r"'model.pol' is not a field of the base config"):
-        ablation.apply_overrides(b, {"model": {"pol": "avg"}})
-    with pytest.raises(ValueError, match=r"variants\['x'\]: 'lrr' is not a field.*'lr'"):
+    with pytest.raises(ValueError, match=r"unknown field 'model.pol' \(did you mean 'model.pool'"):
+        config_lib.apply_overrides(b, {"model": {"pol": "avg"}})
+    with pytest.raises(ValueError, match=r"variants\['x'\]: unknown field 'learning_rat'"):
         bad = ablation_config()
         bad.order = None
-        bad.variants = {"x": {"lrr": 1.0}}
+        bad.variants = {"x": {"learning_rat": 1.0}}
         ablation.expand_runs(bad)
     c = ablation_config()
     del c["seeds"]
@@ -162,16 +176,19 @@ def test_errors_name_the_field():
         ablation.expand_runs(c)
 
 
-def test_summarize_single_seed_has_zero_std():
-    rows = ablation.summarize(
-        [{"variant": "a", "test_accuracy": 0.5, "train_time_s": 1, "images_per_s": 2}]
-    )
-    assert rows[0]["test_accuracy_std"] == 0.0 and np.isclose(rows[0]["test_accuracy_mean"], 0.5)
+def test_single_seed_prints_no_spread(tmp_path):
+    recs = [
+        {"variant": "a", "test_accuracy": 0.5, "train_time_s": 1, "images_per_s": 2, "curve": []}
+    ]
+    rows = ablation.summarize(recs)
+    assert rows[0]["test_accuracy_std"] is None and np.isclose(rows[0]["test_accuracy_mean"], 0.5)
+    ablation.write_outputs(rows, recs, tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert "| a | 50.00 | 1 |" in md and "±" not in md
 
 
 # ---------------------------------------------------------------- the ready configs and script
 
-ROOT = Path(__file__).resolve().parents[1]
 ABLATIONS = ("pooling", "dilation", "kernel_size", "padding", "depth")
 
 
@@ -197,19 +214,19 @@ def test_ready_configs_expand_and_document_their_command(name):
 
 def test_pooling_and_dilation_variants_change_the_model():
     cfg, _ = load_ablation("pooling")
-    pools = [r["config"].model.pool for r in ablation.expand_runs(cfg)[::3]]
+    pools = [run.config.model.pool for _, _, run in ablation.expand_runs(cfg)[::3]]
     assert pools == ["max", "avg", "l2", "none"]
     cfg, _ = load_ablation("dilation", "quick")
-    runs = ablation.expand_runs(cfg)
-    assert [r["config"].model.dilation for r in runs[::3]] == [1, 2, 4]
-    assert runs[0]["config"].num_epochs == 2 and runs[0]["config"].train_subset == 4000
+    runs = [run for _, _, run in ablation.expand_runs(cfg)]
+    assert [r.config.model.dilation for r in runs[::3]] == [1, 2, 4]
+    assert runs[0].config.num_epochs == 2 and runs[0].config.train_subset == 4000
 
 
 def test_model_stats_params_and_receptive_field():
     cfg, _ = load_ablation("dilation")
-    runs = ablation.expand_runs(cfg)
-    s1 = ablation.model_stats(runs[0]["config"])
-    s2 = ablation.model_stats(runs[3]["config"])
+    runs = [run for _, _, run in ablation.expand_runs(cfg)]
+    s1 = ablation.model_stats(runs[0].config)
+    s2 = ablation.model_stats(runs[3].config)
     # conv32-conv32-pool-conv64-conv64-pool-fc256-fc10 with BN (layers before a BN have no
     # bias): 288 + 9216 + 18432 + 36864 conv kernels, 2*(32+32+64+64) BN scale/offset,
     # 3136*256 hidden FC, 2*256 BN, 256*10+10 classifier

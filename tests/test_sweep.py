@@ -1,4 +1,4 @@
-"""Sweeps: search spaces (grid, random), grouping into populations, best-config files."""
+"""Sweeps: search spaces (grid, random), grouping into populations, tables, best-config files."""
 
 import csv
 import importlib.util
@@ -9,7 +9,9 @@ import ml_collections
 import numpy as np
 import pytest
 
+from convjax.train import config as config_lib
 from convjax.train import sweep_space as ss
+from convjax.train.runs import Run, group_runs
 
 
 def test_grid_is_the_cartesian_product_in_order():
@@ -43,26 +45,33 @@ def test_random_draws_follow_their_distributions_and_seed():
     assert all(0.0 <= t["ls"] <= 0.2 for t in a)
 
 
-def test_group_trials_splits_on_structural_fields_only():
+def _runs(trials, base):
+    return [
+        Run(f"t{i}", config_lib.apply_overrides(base, t), Path(f"/tmp/t{i}"))
+        for i, t in enumerate(trials)
+    ]
+
+
+def test_group_runs_splits_on_structural_fields_only():
+    base = tiny_base()
     trials = ss.grid_trials(
-        (("optimizer.learning_rate", (0.1, 0.2)), ("model.pool", ("max", "avg")), ("seed", (0, 1)))
+        (("learning_rate", (0.1, 0.2)), ("model.pool", ("max", "avg")), ("seed", (0, 1)))
     )
-    groups = ss.group_trials(trials, {"optimizer.learning_rate", "seed"})
-    assert [g[0] for g in groups] == [{"model.pool": "max"}, {"model.pool": "avg"}]
-    for structural, idx in groups:
-        assert len(idx) == 4
-        assert all(trials[i]["model.pool"] == structural["model.pool"] for i in idx)
-    assert sorted(i for _, idx in groups for i in idx) == list(range(8))
-    one = ss.group_trials(trials, {"optimizer.learning_rate", "seed", "model.pool"})
-    assert len(one) == 1 and one[0][0] == {}
+    groups = group_runs(_runs(trials, base))
+    assert len(groups) == 2
+    for idx in groups:
+        assert len(idx) == 4 and len({trials[i]["model.pool"] for i in idx}) == 1
+    assert sorted(i for idx in groups for i in idx) == list(range(8))
+    assert len(group_runs(_runs(trials, base), ("seed",))) == 4  # learning rate now structural
     # a dropout rate is a population field, but rate 0 (no Dropout layer) is its own group
     drops = ss.grid_trials((("model.dropout", (0.0, 0.2, 0.5)),))
-    groups = ss.group_trials(drops, {"model.dropout"}, ("model.dropout",))
-    assert groups == [({"model.dropout > 0": False}, [0]), ({"model.dropout > 0": True}, [1, 2])]
+    assert group_runs(_runs(drops, base)) == [[0], [1, 2]]
 
 
-def test_nest():
-    assert ss.nest({"a.b": 1, "a.c": 2, "d": 3}) == {"a": {"b": 1, "c": 2}, "d": 3}
+def test_nest_and_flatten_are_inverses():
+    flat = {"a.b": 1, "a.c": 2, "d": 3}
+    assert config_lib.nest(flat) == {"a": {"b": 1, "c": 2}, "d": 3}
+    assert config_lib.flatten(config_lib.nest(flat)) == flat
 
 
 def test_config_source_round_trips(tmp_path):
@@ -70,7 +79,7 @@ def test_config_source_round_trips(tmp_path):
     c.seed = 3
     c.optimizer = ml_collections.ConfigDict({"learning_rate": 0.05, "name": "sgd"})
     c.model = ml_collections.ConfigDict({"widths": (32, 64), "pool": "max", "x": None})
-    src = ss.config_source(c, docstring="Best of sweep X.\n\n  cmd")
+    src = config_lib.config_source(c, docstring="Best of sweep X.\n\n  cmd")
     path = tmp_path / "best.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("best", path)
@@ -105,12 +114,12 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"search='random' needs num_trials"):
         ss.make_trials("random", {"lr": (1,)})
     with pytest.raises(ValueError, match=r"field 'a' holds object"):
-        ss.config_source({"a": object()}, docstring="x")
+        config_lib.config_source({"a": object()}, docstring="x")
     with pytest.raises(ValueError, match=r"field 'b' = nan is not finite"):
-        ss.config_source({"b": math.nan}, docstring="x")
+        config_lib.config_source({"b": math.nan}, docstring="x")
 
 
-# ---------------------------------------------------------------- populations of real configs
+# ---------------------------------------------------------------- real configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,61 +143,6 @@ def tiny_base():
     return base
 
 
-def test_each_member_equals_train_and_evaluate_alone(tmp_path):
-    """Members differing in lr, momentum, label smoothing, dropout rate and seed (so in init,
-    data order, validation split and normalisation) trained as one population vs each alone."""
-    from convjax.train import sweep, trainer
-    from convjax.train.ablation import apply_overrides
-
-    base = tiny_base()
-    cfgs = [
-        apply_overrides(
-            base,
-            {
-                "learning_rate": lr,
-                "seed": s,
-                "label_smoothing": ls,
-                "momentum": mo,
-                "model": {"dropout": dr},
-            },
-        )
-        for lr, s, ls, mo, dr in [(0.05, 0, 0.1, 0.9, 0.2), (0.2, 1, 0.0, 0.5, 0.5)]
-    ]
-    got = sweep.train_population(cfgs, strategy="unrolled", log=lambda s: None)
-    for i, (c, r) in enumerate(zip(cfgs, got)):
-        solo = trainer.train_and_evaluate(c, tmp_path / str(i))
-        assert r["val_accuracy"] == solo["val_accuracy"]
-        assert r["test_accuracy"] == solo["test_accuracy"]
-        np.testing.assert_allclose(r["test_loss"], solo["test_loss"], rtol=1e-5)
-        np.testing.assert_allclose(
-            r["history"]["train_loss"], solo["history"]["train_loss"], rtol=1e-5
-        )
-        np.testing.assert_allclose(
-            r["history"]["learning_rate"], solo["history"]["learning_rate"], rtol=1e-5
-        )
-        assert r["strategy"] == "unrolled" and r["members"] == 2
-
-
-def test_population_refuses_structural_differences():
-    from convjax.train import sweep
-    from convjax.train.ablation import apply_overrides
-
-    base = tiny_base()
-    other = apply_overrides(base, {"model": {"pool": "avg"}})
-    with pytest.raises(ValueError, match=r"configs\[1\] differs .* \['model.pool'\]"):
-        sweep.train_population([base, other])
-    with pytest.raises(ValueError, match=r"configs=\[\] is empty"):
-        sweep.check_population([])
-    # dropout rates may differ inside a population, dropout on/off may not
-    no_drop, drop = (apply_overrides(base, {"model": {"dropout": r}}) for r in (0.0, 0.3))
-    with pytest.raises(ValueError, match=r"configs\[1\] differs .* \['model.dropout > 0'\]"):
-        sweep.check_population([no_drop, drop])
-    sweep.check_population([drop, apply_overrides(base, {"model": {"dropout": 0.1}})])
-    tta = apply_overrides(base, {"tta_flip": True})
-    with pytest.raises(ValueError, match=r"config.tta_flip=True is not supported"):
-        sweep.check_population([tta])
-
-
 @pytest.mark.parametrize(
     "name, sizes",
     [
@@ -204,32 +158,42 @@ def test_ready_sweep_configs(name, sizes):
     for arg in (None, "smoke"):
         cfg, doc = load_cfg(f"configs/sweeps/{name}.py", arg)
         trials = sweep.expand_trials(cfg)
-        g = ss.group_trials(trials, sweep.POPULATION_FIELDS, sweep.PRESENCE_FIELDS)
-        assert [len(idx) for _, idx in g] == sizes
+        assert [len(idx) for idx in group_runs(_runs(trials, cfg.base))] == sizes
     assert f"--config=configs/sweeps/{name}.py" in doc and "Expected time" in doc
 
 
-def test_run_sweep_tables_best_config_plots_and_resume(tmp_path, monkeypatch):
-    """run_sweep's bookkeeping with the population trainer replaced by a known function."""
-    from convjax.train import sweep
+class FakeFit:
+    """fit's signature; val accuracy peaks at lr 0.1 and prefers avg pooling, test = val - 0.01."""
 
-    calls = []
+    def __init__(self):
+        self.calls = []
 
-    def fake(cfgs, strategy, mesh, log):
-        calls.append(len(cfgs))
-        # val accuracy peaks at lr 0.1 and prefers avg pooling, test = val - 0.01
+    def __call__(self, cfgs, workdir, *, member_dirs, strategy, mesh, log):
+        self.calls.append(len(cfgs))
         out = []
-        for c in cfgs:
+        for c, d in zip(cfgs, member_dirs):
             v = 0.9 - abs(c.learning_rate - 0.1) + (0.02 if c.model.pool == "avg" else 0.0)
-            out.append(
-                {"val_accuracy": v, "test_accuracy": v - 0.01, "epochs_run": 1, "members": 3}
-            )
+            r = {
+                "val_accuracy": v,
+                "test_accuracy": v - 0.01,
+                "epochs_run": 1,
+                "members": len(cfgs),
+                "status": "finished",
+            }
+            Path(d).mkdir(parents=True, exist_ok=True)
+            (Path(d) / "results.json").write_text(__import__("json").dumps(r))
+            out.append(r)
         return out
 
-    monkeypatch.setattr(sweep, "train_population", fake)
+
+def test_run_sweep_tables_best_config_plots_and_resume(tmp_path):
+    """run_sweep's bookkeeping with the engine replaced by a known function."""
+    from convjax.train import sweep
+
+    fake = FakeFit()
     cfg, _ = load_cfg("configs/sweeps/pooling_lr.py", "smoke")
-    out = sweep.run_sweep(cfg, tmp_path, log=lambda s: None)
-    assert calls == [3, 3, 3]
+    out = sweep.run_sweep(cfg, tmp_path, fit_fn=fake, log=lambda s: None)
+    assert fake.calls == [3, 3, 3]
     ranked = out["records"]
     assert (ranked[0]["model.pool"], ranked[0]["learning_rate"]) == ("avg", 0.1)
     vals = [r["val_accuracy"] for r in ranked]
@@ -250,8 +214,8 @@ def test_run_sweep_tables_best_config_plots_and_resume(tmp_path, monkeypatch):
         assert (tmp_path / f).stat().st_size > 1000
     with open(tmp_path / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 9
-    sweep.run_sweep(cfg, tmp_path, log=lambda s: None)  # every group finished: nothing reruns
-    assert calls == [3, 3, 3]
+    sweep.run_sweep(cfg, tmp_path, fit_fn=fake, log=lambda s: None)  # all finished: no rerun
+    assert fake.calls == [3, 3, 3]
 
 
 def test_sweep_config_errors():
@@ -259,7 +223,11 @@ def test_sweep_config_errors():
 
     cfg, _ = load_cfg("configs/sweeps/lr_smoothing.py", "smoke")
     cfg.space = (("learning_rat", (0.1,)),)
-    with pytest.raises(ValueError, match=r"space: 'learning_rat' is not a field of the base"):
+    with pytest.raises(
+        ValueError,
+        match=r"space: unknown field 'learning_rat' \(did you mean "
+        r"'learning_rate'\?\)",
+    ):
         sweep.expand_trials(cfg)
     cfg, _ = load_cfg("configs/sweeps/lr_smoothing.py", "smoke")
     cfg.base.validation_size = 0

@@ -1,4 +1,4 @@
-"""convjax.train: optimizer/schedules, pure steps, loop forms, checkpoints, exact resume,
+"""convjax.train, single runs: optimizer/schedules, pure steps, loop forms, exact resume,
 SIGTERM, NaN stop, early stopping, metrics -- on tiny models and real Fashion-MNIST subsets."""
 
 import json
@@ -8,7 +8,6 @@ import signal
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -16,9 +15,8 @@ from flax import nnx
 
 import convjax.functional as cf
 from convjax import data as cdata
-from convjax import models as cmodels
 from convjax.models import PatternCNN
-from convjax.train import loops, metrics, optim, trainer
+from convjax.train import config, engine, loops, metrics, optim
 from convjax.train.checkpoint import Checkpointer
 from convjax.train.state import create_train_state, rng_stream_names
 from convjax.train.steps import make_eval_step, make_train_step, smoothed_cross_entropy
@@ -26,21 +24,9 @@ from convjax.train.steps import make_eval_step, make_train_step, smoothed_cross_
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load_config_module(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_cfg_{name}", f"{ROOT}/configs/{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-default_config = _load_config_module("default")
-
-
 def tiny_config(**overrides):
     """The default config shrunk: smoke subsets and a 4/8-filter PatternCNN."""
-    c = default_config.get_config("smoke")
+    c = config.load_config(f"{ROOT}/configs/default.py", "smoke")
     c.model.widths = (4, 8)
     c.model.fc_widths = (16,)
     c.progress = False
@@ -69,9 +55,9 @@ def tiny():
     return model_def, state, step, jax.jit(step)
 
 
-def _setup(config, ema=False):
+def _setup(cfg, ema=False):
     model = PatternCNN((28, 28, 1), 10, rngs=nnx.Rngs(0), widths=(4, 8), fc_widths=(16,))
-    tx = optim.make_optimizer(config, 10)
+    tx = optim.make_optimizer(config.prepare(cfg), 10)
     model_def, state = create_train_state(model, tx, ema=ema)
     step = make_train_step(
         model_def,
@@ -88,13 +74,13 @@ def _setup(config, ema=False):
 
 
 def test_onecycle_schedule_hand_values():
-    c = tiny_config(num_epochs=2, learning_rate=0.4)
+    c = config.prepare(tiny_config(num_epochs=2, learning_rate=0.4))
     s = optim.make_schedule(c, steps_per_epoch=50)  # 100 steps, peak at step 25
     assert math.isclose(float(s(0)), 0.04, rel_tol=1e-6)  # lr / div_factor
     assert math.isclose(float(s(25)), 0.4, rel_tol=1e-6)
     assert math.isclose(float(s(100)), 0.4 / 1000, rel_tol=1e-4)  # lr / (div * final_div)
-    c.schedule = "cosine"
-    c.warmup_epochs = 0.5
+    c = config.prepare(tiny_config(num_epochs=2, learning_rate=0.4, schedule="cosine"))
+    c.unlock().warmup_epochs = 0.5
     s = optim.make_schedule(c, steps_per_epoch=50)
     assert float(s(0)) == 0.0 and math.isclose(float(s(25)), 0.4, rel_tol=1e-6)
     assert math.isclose(float(s(100)), 0.0, abs_tol=1e-7)
@@ -102,25 +88,28 @@ def test_onecycle_schedule_hand_values():
     assert math.isclose(float(optim.make_schedule(c, 50)(60)), 0.4, rel_tol=1e-6)
 
 
-def test_optimizer_errors():
-    c = tiny_config()
-    c.schedule = "linear"
-    with pytest.raises(ValueError, match=r"config.schedule='linear' is not supported"):
-        optim.make_schedule(c, 10)
-    c = tiny_config(optimizer="rmsprop")
-    with pytest.raises(ValueError, match=r"config.optimizer='rmsprop' is not supported"):
-        optim.make_optimizer(c, 10)
-    c = tiny_config(onecycle_pct_start=1.5)
-    with pytest.raises(ValueError, match=r"onecycle_pct_start=1.5 must be in \(0, 1\)"):
-        optim.make_schedule(c, 10)
-    c = tiny_config(weight_decay=-1.0)
-    with pytest.raises(ValueError, match=r"config.weight_decay=-1.0 must be a number >= 0"):
-        optim.make_optimizer(c, 10)
-    c = tiny_config(momentum=1.0)
-    with pytest.raises(ValueError, match=r"config.momentum=1.0 must be in \[0, 1\)"):
-        optim.make_optimizer(c, 10)
+def test_schedule_needs_a_step():
     with pytest.raises(ValueError, match=r"steps_per_epoch=0 must be >= 1"):
         optim.make_schedule(tiny_config(), 0)
+
+
+def test_member_rates_scale_a_unit_schedule():
+    # A population's optimizer: unit-rate schedule times each member's step_size. With plain
+    # SGD (no momentum, no decay) one update is -lr * g either way.
+    c = config.prepare(
+        tiny_config(schedule="constant", learning_rate=0.3, momentum=0.0, weight_decay=0.0)
+    )
+    p, g = {"w": jnp.array([1.0])}, {"w": jnp.array([2.0])}
+    single = optim.make_optimizer(c, 10)
+    pop_tx = optim.make_optimizer(c, 10, member_rates=True)
+    u1, _ = single.update(g, single.init(p), p)
+    u2, s2 = pop_tx.update(g, pop_tx.init(p), p)
+    np.testing.assert_allclose(u1["w"], [-0.6], rtol=1e-6)
+    np.testing.assert_allclose(u2["w"], [-0.6], rtol=1e-6)
+    assert optim.member_hyperparams(c) == {"step_size": 0.3, "weight_decay": 0.0, "momentum": 0.0}
+    from convjax.train.population import get_hyperparams
+
+    np.testing.assert_allclose(optim.learning_rates(get_hyperparams(s2)), 0.3, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
@@ -128,6 +117,7 @@ def test_weight_decay_only_on_kernels(name):
     c = tiny_config(
         optimizer=name, schedule="constant", learning_rate=0.1, weight_decay=0.5, momentum=0.0
     )
+    c = config.prepare(c)
     tx = optim.make_optimizer(c, 10)
     params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones((3,))}
     zeros = jax.tree.map(jnp.zeros_like, params)
@@ -141,7 +131,7 @@ def test_weight_decay_only_on_kernels(name):
 
 def test_sgd_nesterov_matches_hand_update():
     c = tiny_config(schedule="constant", learning_rate=0.1, weight_decay=0.0, momentum=0.9)
-    tx = optim.make_optimizer(c, 10)
+    tx = optim.make_optimizer(config.prepare(c), 10)
     p = {"w": jnp.array([1.0])}
     g = {"w": jnp.array([2.0])}
     s = tx.init(p)
@@ -182,7 +172,7 @@ def test_train_step_decreases_loss(fmnist, tiny):
 
 def test_train_step_is_deterministic_in_key_and_uses_dropout(fmnist):
     images, labels = fmnist
-    c = tiny_config()
+    c = config.prepare(tiny_config())
     model = PatternCNN((28, 28, 1), 10, rngs=nnx.Rngs(0), widths=(4,), fc_widths=(16,), dropout=0.5)
     tx = optim.make_optimizer(c, 10)
     model_def, state = create_train_state(model, tx)
@@ -245,11 +235,11 @@ def test_loop_forms_agree(fmnist, tiny):
     results = {}
     for form, k in (("step", 1), ("scan", 2), ("unrolled", 2)):
         st = jax.tree.map(jnp.array, state0)
-        multi = loops.make_multi_step(step, form, k)
+        multi = loops.make_multi_step(step, form, k, single=True)
         losses = []
         for b in range(0, 2, k):
             st, m = multi(st, x, y, order, b, key, hp)
-            losses += list(np.asarray(m["loss"]))
+            losses += list(np.asarray(m["loss"][:, 0]))
         results[form] = (st, losses)
     for form in ("scan", "unrolled"):
         np.testing.assert_allclose(results[form][1], results["step"][1], rtol=1e-5)
@@ -264,45 +254,8 @@ def test_loop_form_errors():
         loops.check_form("scan", 0)
     with pytest.raises(ValueError, match=r"loop form 'step' runs one step per call"):
         loops.make_multi_step(lambda *a: a, "step", 2)
-    assert loops.best_form("cpu")[0] in loops.FORMS
-
-
-# ---------------------------------------------------------------------------- config errors
-
-
-def test_prepare_config_errors():
-    with pytest.raises(ValueError, match=r"config.ema_decay=1.5 must be in \[0, 1\)"):
-        trainer.prepare_config(tiny_config(ema_decay=1.5))
-    with pytest.raises(ValueError, match=r"config.num_epochs=0 must be an int >= 1"):
-        trainer.prepare_config(tiny_config(num_epochs=0))
-    with pytest.raises(ValueError, match=r"config.label_smoothing=2.0 must be in \[0, 1\]"):
-        trainer.prepare_config(tiny_config(label_smoothing=2.0))
-    with pytest.raises(ValueError, match=r"config.validation_size=-1 must be an int >= 0"):
-        trainer.prepare_config(tiny_config(validation_size=-1))
-    with pytest.raises(ValueError, match=r"loop form 'fast' is not one of"):
-        trainer.prepare_config(tiny_config(loop="fast"))
-    with pytest.raises(ValueError, match=r"config.model.name='ResNet99' is not a model"):
-        trainer.make_model(tiny_config(**{"model.name": "ResNet99"}), (28, 28, 1), 10)
-
-
-def test_make_model_builds_partial_presets():
-    # ResNet20 and VGG16 are functools.partial presets, not classes; configs name them too.
-    c = tiny_config()
-    c.model = ml_collections.ConfigDict({"name": "ResNet20"})
-    model = nnx.eval_shape(lambda: trainer.make_model(c, (8, 8, 3), 10))
-    assert isinstance(model, cmodels.CifarResNet)
-    with pytest.raises(
-        ValueError, match=r"config.model.name='BasicBlock' is not a model.*ResNet20"
-    ):
-        c.model.name = "BasicBlock"
-        trainer.make_model(c, (8, 8, 3), 10)
-
-
-def test_smoke_shrinks_sizes():
-    c = trainer.prepare_config(default_config.get_config("smoke"))
-    assert (c.train_subset, c.test_subset, c.num_epochs, c.batch_size) == (512, 256, 2, 64)
-    full = trainer.prepare_config(default_config.get_config())
-    assert full.train_subset == 0 and full.num_epochs == 3
+    # about best_form's k member steps per call: 4 for one member, 2 for two, then 1
+    assert [loops.steps_per_call(4, n) for n in (1, 2, 3, 8)] == [4, 2, 1, 1]
 
 
 # ---------------------------------------------------------------------------- whole runs
@@ -318,7 +271,7 @@ def _history_without_times(results):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     wd = tmp_path_factory.mktemp("full")
-    return wd, trainer.train_and_evaluate(tiny_config(), wd)
+    return wd, engine.train_and_evaluate(tiny_config(), wd)
 
 
 def test_run_writes_artifacts_and_learns(uninterrupted):
@@ -361,11 +314,11 @@ def test_sigterm_checkpoints_and_resume_is_exact(uninterrupted, tmp_path, monkey
         return wrapped
 
     monkeypatch.setattr(loops.StepCache, "get", get)
-    with pytest.raises(trainer.TrainingInterrupted, match=r"SIGTERM received: checkpoint saved"):
-        trainer.train_and_evaluate(tiny_config(), tmp_path)
+    with pytest.raises(engine.TrainingInterrupted, match=r"SIGTERM received: checkpoint saved"):
+        engine.train_and_evaluate(tiny_config(), tmp_path)
     assert Checkpointer(tmp_path).latest_step() == 8 + 4  # epoch 1 (8) + one chunk of 4
     monkeypatch.setattr(loops.StepCache, "get", real_get)
-    resumed = trainer.train_and_evaluate(tiny_config(), tmp_path)
+    resumed = engine.train_and_evaluate(tiny_config(), tmp_path)
     assert _history_without_times(resumed) == _history_without_times(full)
     assert resumed["test_accuracy"] == full["test_accuracy"]
     assert resumed["test_loss"] == full["test_loss"]
@@ -385,10 +338,8 @@ def test_nan_loss_stops_naming_step_and_keeps_checkpoint(uninterrupted, tmp_path
     shutil.copytree(uninterrupted[0] / "checkpoints" / "8", tmp_path / "checkpoints" / "8")
     assert Checkpointer(tmp_path).latest_step() == 8
     c = tiny_config(schedule="constant", learning_rate=1e30)
-    with pytest.raises(
-        trainer.NonFiniteLossError, match=r"loss is (nan|inf) at step \d+ \(epoch 2"
-    ):
-        trainer.train_and_evaluate(c, tmp_path)
+    with pytest.raises(engine.NonFiniteLossError, match=r"loss is (nan|inf) at step \d+ \(epoch 2"):
+        engine.train_and_evaluate(c, tmp_path)
     assert Checkpointer(tmp_path).latest_step() == 8  # the last good one
     assert not (tmp_path / "results.json").exists()
 
@@ -406,8 +357,8 @@ def test_early_stopping_on_validation(tmp_path):
     )
     c.smoke = False  # keep patience 2 and 5 epochs; sizes set by hand
     c.train_subset, c.test_subset, c.batch_size, c.eval_batch_size = 256, 64, 64, 64
-    r = trainer.train_and_evaluate(c, tmp_path)
-    assert r["stopped_early"] and r["epochs_run"] == 3
+    r = engine.train_and_evaluate(c, tmp_path)
+    assert r["stopped_early"] and r["epochs_run"] == 3 and r["status"] == "stopped_early"
     assert len(set(r["history"]["val_accuracy"])) == 1
     assert r["val_accuracy"] is not None
 
@@ -431,9 +382,3 @@ def test_progress_bar_text():
     assert bar.text(5, 0.5, 0.8, 700.0) == (
         "epoch 1/3 [##########..........] 5/10 loss 0.5000 acc 80.0% 700 img/s"
     )
-
-
-def test_config_fields_are_plain():
-    c = default_config.get_config()
-    assert isinstance(c, ml_collections.ConfigDict)
-    assert c.model.name == "PatternCNN"

@@ -1,8 +1,8 @@
 """Shared by the ablation configs: the base single-run config and the ablation skeleton.
 
-Config files are loaded by path (``--config=configs/ablations/pooling.py``), so each one loads
-this file with :func:`importlib` rather than a package import; it uses only the standard
-library and ml_collections, like every config.
+``configs`` is a package: the ablation configs import this file as
+``configs.ablations.common`` (the experiments and ``convjax.train.config.load_config`` put the
+repository root on the import path); it uses only ml_collections, like every config.
 
 Presets (the ``arg`` of ``get_config``, e.g. ``--config=configs/ablations/pooling.py:quick``):
 
@@ -16,41 +16,23 @@ Presets (the ``arg`` of ``get_config``, e.g. ``--config=configs/ablations/poolin
   seeds: seconds per run, for tests.
 """
 
-import importlib.util
-from pathlib import Path
-
 import ml_collections
 
-CONFIGS = Path(__file__).resolve().parents[1]
-
-#: PatternCNN knobs the ablations vary, at PatternCNN's own defaults (configs/default.py
-#: leaves them implicit; an override must name an existing field, so they are added here).
-MODEL_DEFAULTS = {"kernel_size": 3, "dilation": 1, "padding": "SAME", "downsample": "conv"}
+from configs import default
 
 QUICK = {"num_epochs": 2, "train_subset": 4000, "test_subset": 2000, "loop": "step"}
 
 
-def load_config(name: str, arg=None) -> ml_collections.ConfigDict:
-    """``get_config(arg)`` of ``configs/<name>.py``."""
-    path = CONFIGS / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"convjax_config_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def base_config(arg=None) -> ml_collections.ConfigDict:
-    """configs/default.py (smoke-shrunk for ``arg="smoke"``) with the ablation knobs made
-    explicit; quiet per-run output (the ablation prints one line per run)."""
+    """configs/default.py (smoke-shrunk for ``arg="smoke"``) with quiet per-run output (the
+    ablation prints one line per run). Variants may override any model argument, whether
+    the base spells it out or not (``convjax.train.config.apply_overrides``)."""
     if arg not in (None, "", "quick", "smoke"):
         raise ValueError(
             f"ablation config: arg={arg!r} is not a preset; use none, 'quick' or 'smoke' "
             "(--config=configs/ablations/pooling.py:quick)."
         )
-    base = load_config("default", "smoke" if arg == "smoke" else None)
-    for key, value in MODEL_DEFAULTS.items():
-        if key not in base.model:
-            base.model[key] = value
+    base = default.get_config("smoke" if arg == "smoke" else None)
     if arg == "quick":
         for key, value in QUICK.items():
             base[key] = value

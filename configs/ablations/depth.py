@@ -13,14 +13,7 @@ Commands (resumable)::
 Expected time on the 2-core CPU: quick about 1-2 min per run (9 runs), full about 4-8 min.
 """
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "ablation_common", Path(__file__).with_name("common.py")
-)
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from configs.ablations import common
 
 
 def get_config(arg=None):

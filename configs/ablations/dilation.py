@@ -22,14 +22,7 @@ Expected time on the 2-core CPU: full about 6-7 min per run on one core; smoke a
 per run. Accuracy: results/ablations/README.md.
 """
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "ablation_common", Path(__file__).with_name("common.py")
-)
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from configs.ablations import common
 
 
 def get_config(arg=None):

@@ -13,14 +13,7 @@ Expected time on the 2-core CPU: quick about 1.5 min (F=3) to 6 min (F=7) per ru
 full about 3x that.
 """
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "ablation_common", Path(__file__).with_name("common.py")
-)
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from configs.ablations import common
 
 
 def get_config(arg=None):

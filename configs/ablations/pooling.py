@@ -23,14 +23,7 @@ by side, each pinned to a core with ``taskset -c``; about 1.3 h for 12 runs); qu
 1.5-3 min per run; smoke about 15 s per run. Accuracy: results/ablations/README.md.
 """
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "ablation_common", Path(__file__).with_name("common.py")
-)
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from configs.ablations import common
 
 
 def get_config(arg=None):

@@ -1,17 +1,14 @@
 """Shared by the sweep configs: the base single-run config and presets.
 
-Loaded by path from each sweep config (config files are not a package); standard library and
-ml_collections only. Presets (``--config=configs/sweeps/<name>.py:smoke``): None = the
-default recipe with a 5000-image validation split (trials are ranked on it); ``"smoke"`` =
-``configs/default.py:smoke`` with a 128-image validation split (seconds, for tests).
+Imported by each sweep config as ``configs.sweeps.common``; ml_collections only. Presets
+(``--config=configs/sweeps/<name>.py:smoke``): None = the default recipe with a 5000-image
+validation split (trials are ranked on it); ``"smoke"`` = ``configs/default.py:smoke`` with a
+128-image validation split (seconds, for tests).
 """
-
-import importlib.util
-from pathlib import Path
 
 import ml_collections
 
-CONFIGS = Path(__file__).resolve().parents[1]
+from configs import default
 
 
 def base_config(arg=None) -> ml_collections.ConfigDict:
@@ -20,11 +17,7 @@ def base_config(arg=None) -> ml_collections.ConfigDict:
             f"sweep config: arg={arg!r} is not a preset; use none or 'smoke' "
             "(--config=configs/sweeps/lr_smoothing.py:smoke)."
         )
-    path = CONFIGS / "default.py"
-    spec = importlib.util.spec_from_file_location("convjax_config_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    base = module.get_config("smoke" if arg == "smoke" else None)
+    base = default.get_config("smoke" if arg == "smoke" else None)
     base.validation_size = 128 if arg == "smoke" else 5000
     base.progress = False
     base.tensorboard = False

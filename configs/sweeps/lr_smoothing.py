@@ -15,14 +15,7 @@ images/s = about 55 min (the population runs at least as fast as 12 runs one by 
 would take as long plus 11 extra compiles); smoke about 2-4 min.
 """
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "sweep_common", Path(__file__).with_name("common.py")
-)
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from configs.sweeps import common
 
 
 def get_config(arg=None):

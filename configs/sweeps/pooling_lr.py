@@ -14,14 +14,7 @@ Expected time on the 2-core CPU (idle): 9 trials x 3 epochs x 55000 images at ~6
 = about 40 min; smoke about 3-5 min.
 """
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "sweep_common", Path(__file__).with_name("common.py")
-)
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from configs.sweeps import common
 
 
 def get_config(arg=None):

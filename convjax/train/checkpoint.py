@@ -107,12 +107,14 @@ class Checkpointer:
         self.manager.wait_until_finished()
         return step
 
-    def _restore_one(self, step: int, make_template: Callable[[LoopState], TrainState]):
+    def _read_loop(self, step: int) -> tuple[LoopState, dict]:
         meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         if not isinstance(meta, dict) or "loop" not in meta or "checksums" not in meta:
             raise ValueError("its meta item has no loop state or checksums")
-        loop = LoopState.from_json(meta["loop"])
-        template = _to_saveable(make_template(loop))
+        return LoopState.from_json(meta["loop"]), meta["checksums"]
+
+    def _read_state(self, step: int, template: TrainState, want: dict) -> TrainState:
+        template = _to_saveable(template)
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         restored = self.manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
@@ -120,7 +122,6 @@ class Checkpointer:
         # Rebuild with the template's tree types (Orbax may hand back tuples for NamedTuples).
         leaves = [np.asarray(x) for x in jax.tree.leaves(restored)]
         tree = jax.tree.unflatten(jax.tree.structure(template), leaves)
-        want = meta["checksums"]
         names = _leaf_names(tree)
         if sorted(want) != sorted(names):
             raise ValueError("its arrays do not match the recorded list of arrays")
@@ -128,7 +129,7 @@ class Checkpointer:
             if _digest(leaf) != want[name]:
                 raise ValueError(f"array {name} does not match its recorded SHA-256")
         tree = jax.tree.map(lambda t, x: np.asarray(x, t.dtype), template, tree)
-        return TrainState(**{f: tree.get(f) for f in TrainState._fields}), loop
+        return TrainState(**{f: tree.get(f) for f in TrainState._fields})
 
     def restore(self, make_template: Callable[[LoopState], TrainState]):
         """``(states, loop)`` of the newest intact checkpoint, or None if there is none.
@@ -138,20 +139,26 @@ class Checkpointer:
             loop state (the live members' freshly initialised states, stacked).
 
         Raises:
-          CheckpointError: checkpoints exist but every one is damaged.
+          CheckpointError: checkpoints exist but every one is damaged, or they were written by
+            an incompatible version.
         """
         problems = []
         for step in reversed(self.steps()):
             try:
-                out = self._restore_one(step, make_template)
-            except Exception as e:  # noqa: BLE001 -- any failure means this one is damaged
-                reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-                if isinstance(e, ValueError) and "loop state has version" in str(e):
+                loop, want = self._read_loop(step)
+            except ValueError as e:
+                if "loop state has version" in str(e):
                     raise CheckpointError(str(e)) from None
-                problems.append(f"step {step}: {reason}")
-                self._set_aside(step, reason)
+                problems.append(self._set_aside(step, e))
                 continue
-            return out
+            except Exception as e:  # noqa: BLE001 -- Orbax/TensorStore failures: damaged
+                problems.append(self._set_aside(step, e))
+                continue
+            template = make_template(loop)  # our own code: its errors are not damage
+            try:
+                return self._read_state(step, template, want), loop
+            except Exception as e:  # noqa: BLE001 -- unreadable or altered arrays: damaged
+                problems.append(self._set_aside(step, e))
         if problems:
             raise CheckpointError(
                 f"no intact checkpoint in {self.directory}: "
@@ -161,7 +168,9 @@ class Checkpointer:
             )
         return None
 
-    def _set_aside(self, step: int, reason: str) -> None:
+    def _set_aside(self, step: int, error: Exception) -> str:
+        """Move a damaged checkpoint out of the way (kept for inspection); returns why."""
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
         src = self.directory / str(step)
         dst_dir = self.workdir / "damaged_checkpoints"
         if distributed.is_main_process() and src.exists():
@@ -176,8 +185,9 @@ class Checkpointer:
             f"checkpoint step {step} in {self.directory} is damaged ({reason}); moved to "
             f"{dst_dir / str(step)}, trying an older one.",
             DamagedCheckpointWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
+        return f"step {step}: {reason}"
 
     def close(self) -> None:
         self.manager.close()

@@ -23,6 +23,7 @@ import difflib
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -79,6 +80,9 @@ def unknown_override_message(argv) -> str | None:
 
 def parse_flags(argv):
     """absl's parser, with config typos and flag errors turned into one line and exit 2."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is not None and not Path(spec.split(":")[0]).is_file():
+        _fail(f"--config={spec}: no such config file; pass the path of a .py config file.")
     message = unknown_override_message(argv)
     if message:
         _fail(message)

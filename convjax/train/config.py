@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -295,15 +296,20 @@ def _factory_label(name) -> str:
 def _model_arguments(factory) -> tuple[list[str], bool]:
     """``(keyword argument names, accepts **kwargs)`` of a model factory, beyond the fixed
     ``input_shape, num_classes, rngs``."""
+    target = factory
+    while isinstance(target, functools.partial):  # presets such as ResNet20
+        target = target.func
+    if inspect.isclass(target):  # nnx.Module's metaclass hides __init__'s signature
+        target = target.__init__
     try:
-        params = inspect.signature(factory).parameters
+        params = inspect.signature(target).parameters
     except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
         return [], True
     names = [
         p.name
         for p in params.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in ("input_shape", "num_classes", "rngs")
+        and p.name not in ("self", "input_shape", "num_classes", "rngs")
     ]
     return names, any(p.kind is p.VAR_KEYWORD for p in params.values())
 

@@ -779,7 +779,7 @@ def fit(
         d.mkdir(parents=True, exist_ok=True)
         if run.main:
             report.write_json(d / "config.json", config_lib.to_json_dict(c))
-    restored = run.ckpt.restore(run.template)
+    restored = run.ckpt.restore(lambda loop: run.template(loop.live))
     if restored is None:
         loop, states = LoopState.fresh(run.n), run.template(range(run.n))
     else:

@@ -17,14 +17,15 @@ expects::
   hyperparameters such as the learning rate live in ``state.opt_state.hyperparams``).
 - ``metrics``: ``{"loss": () float32, "correct": () int32}`` (mean loss and the number of
   correct top-1 predictions in the batch), plus ``"ok": () bool`` (the loss and the gradient
-  were finite) for a step built with ``freeze_on_divergence=True`` and ``"health"`` for a step built with ``health=True``: ``{"grad", "update",
-  "param"}``, each ``(L,)`` float32, the L2 norms per layer (:func:`health_layers` names them).
+  were finite) for a step built with ``freeze_on_divergence=True``, and for one built with
+  ``health=True`` ``"health": {"grad", "update", "param"}``, each ``(L,)`` float32, the L2
+  norms per layer (:func:`health_layers` names them).
 
 With ``freeze_on_divergence=True``, a member whose ``state.active`` is False, or whose loss or
-gradient is not finite in this step, gets its state back unchanged (every array, the step count included) and ``active`` cleared:
-a diverged member of a population is frozen at its last good parameters while the others
-train on, with exactly the numbers they would have alone (a select by a true flag returns its
-first operand bit for bit).
+gradient is not finite in this step, gets its state back unchanged (every array, the step
+count included) and ``active`` cleared: a diverged member of a population is frozen at its
+last good parameters while the others train on, with exactly the numbers they would have
+alone (a select by a true flag returns its first operand bit for bit).
 
 Nothing is jitted here: the caller decides (``jax.jit``, an unrolled k-step jit, ``lax.scan``
 or a population strategy), see :mod:`convjax.train.loops`.

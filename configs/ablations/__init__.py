@@ -1,0 +1,1 @@
+"""Ablation configs: every variant x seed of the default recipe."""

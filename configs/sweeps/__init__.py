@@ -1,0 +1,1 @@
+"""Sweep configs: search spaces over the default recipe."""
