@@ -555,12 +555,16 @@ def config_source(config, *, docstring: str) -> str:
     """Python source of a ready config file whose ``get_config()`` returns ``config``.
 
     Only literals are written (ints, floats, strings, bools, None, tuples, lists, dicts), so
-    the file needs nothing but ml_collections.
+    the file needs nothing but ml_collections; a callable ``model.name`` is written as its
+    importable ``"module:qualname"``.
 
     Raises:
       ConfigError: a value that is not such a literal, or a non-finite float.
     """
     plain = _plain(config)
+    name = plain.get("model", {}).get("name") if isinstance(plain.get("model"), dict) else None
+    if callable(name):
+        plain["model"] = {**plain["model"], "name": to_json_dict({"n": name})["n"]}
 
     def check(x, path):
         if isinstance(x, dict):

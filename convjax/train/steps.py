@@ -162,7 +162,7 @@ def make_train_step(
         correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.int32)
         metrics = {"loss": loss, "correct": correct}
         if freeze_on_divergence:
-            ok = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+            ok = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
             keep = ok & state.active
             new_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_state, state)
             new_state = new_state._replace(active=keep)
