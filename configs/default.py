@@ -87,6 +87,9 @@ def get_config(arg=None):
     c.loop = "auto"  # auto | step | scan | unrolled (benchmarks/results/loops.md)
     c.steps_per_call = 0  # 0 = the backend's measured best
     c.log_every_steps = 50
+    c.grad_health_every_steps = 0  # > 0: per-layer gradient/update norms every N steps
     c.progress = True
+    c.verbose = True
     c.tensorboard = True
+    c.figures = True
     return c

@@ -66,12 +66,23 @@ def unknown_override_message(argv) -> str | None:
     bad = [k for k in _override_keys(argv) if k not in valid]
     if not bad:
         return None
+    # A run field or model argument the file leaves at its default is valid, but the locked
+    # config cannot grow on the command line: say so instead of calling it a typo.
+    run_cfg, prefix = (cfg.base, "base.") if "base" in cfg else (cfg, "")
+    settable = {prefix + k for k in config_lib.valid_keys(run_cfg)}
     parts = []
     for k in bad:
         close = difflib.get_close_matches(k, valid, n=3, cutoff=0.6)
-        parts.append(
-            f"--config.{k}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else "")
-        )
+        if k in settable:
+            parts.append(
+                f"--config.{k} (a valid field that the file leaves at its default: set it in the "
+                "config file; the command line only changes fields the file has)"
+            )
+        else:
+            parts.append(
+                f"--config.{k}"
+                + (f" (did you mean {', '.join(map(repr, close))}?)" if close else "")
+            )
     return (
         f"unknown config field{'s' if len(bad) > 1 else ''} {', '.join(parts)}; the config "
         f"file {spec.split(':')[0]} has no such field."
