@@ -161,3 +161,58 @@ def test_sigterm_exits_cleanly_with_checkpoint(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert b"SIGTERM received: checkpoint saved at step" in err
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_sweep_group_sigkilled_mid_epoch_resumes_every_member_exactly(tmp_path):
+    """experiments/sweep.py: one population of 3 killed (SIGKILL) after its first checkpoint,
+    during epoch 2 (the smoke preset runs 2); the rerun resumes it and every trial ends as in an
+    uninterrupted run."""
+    env = dict(os.environ, CONVJAX_CPU_DEVICES="1")
+    args = [
+        sys.executable,
+        os.path.join(ROOT, "experiments", "sweep.py"),
+        "--config=configs/sweeps/random_optimizer.py:smoke",
+        "--config.num_trials=3",
+        "--config.base.train_subset=320",  # 192 training images: 3 steps of 64 per epoch
+        "--config.base.loop=step",
+    ]
+
+    def run(workdir, wait=True):
+        cmd = [*args, f"--workdir={workdir}"]
+        if not wait:
+            return subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+    full = run(tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-3000:]
+    proc = run(tmp_path / "killed", wait=False)
+    groups = tmp_path / "killed" / "groups"
+    t0 = time.time()
+    while time.time() - t0 < 600 and proc.poll() is None:
+        ck = list(groups.glob("*/checkpoints/[0-9]*"))
+        if ck:
+            time.sleep(0.5)  # into epoch 2
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and ck
+    assert not (tmp_path / "killed" / "results.md").exists()
+    resumed = run(tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from checkpoint" in resumed.stdout
+    for i in range(3):
+        a = json.loads((tmp_path / "full" / "trials" / str(i) / "results.json").read_text())
+        b = json.loads((tmp_path / "killed" / "trials" / str(i) / "results.json").read_text())
+        for key in ("epoch_time_s", "images_per_s", "elapsed_s"):
+            a["history"].pop(key), b["history"].pop(key)
+        assert a["history"] == b["history"] and a["test_loss"] == b["test_loss"]
+        log = (tmp_path / "killed" / "trials" / str(i) / "metrics.jsonl").read_text()
+        epochs = [json.loads(x)["epoch"] for x in log.splitlines() if '"kind": "epoch"' in x]
+        assert epochs == [1, 2]  # each record once after the kill
+    assert (tmp_path / "full" / "results.csv").read_text() == (
+        tmp_path / "killed" / "results.csv"
+    ).read_text()
