@@ -106,7 +106,9 @@ class _Tap:
 
 
 def _run(graphdef, state, x, capture, perturb, eval_mode: bool):
-    model = nnx.merge(graphdef, state)
+    # copy=True: merge would otherwise reuse the caller's Variable objects, and a BatchNorm in
+    # training mode would write its running statistics into the caller's model.
+    model = nnx.merge(graphdef, state, copy=True)
     if eval_mode:
         model.eval()  # the copy only: the caller's model keeps its mode
     tap = _Tap(_tracing.module_names(model), capture, perturb)

@@ -162,7 +162,7 @@ def loss_landscape(
     def loss_at(point):
         a, b = point[0], point[1]
         moved = jax.tree.map(lambda w, u, v: w + a * u + b * v, params, d1, d2)
-        copy = nnx.merge(graphdef, moved, rest)
+        copy = nnx.merge(graphdef, moved, rest, copy=True)  # new Variables: nothing shared
         copy.eval()
         return jnp.asarray(loss_fn(copy))
 
