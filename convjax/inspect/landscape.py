@@ -78,6 +78,22 @@ def filter_normalized_direction(params, key):
     return jax.tree.unflatten(treedef, out)
 
 
+def _as_state(direction, params, i: int):
+    """A direction as an ``nnx.State`` like ``params``; a pure dict is accepted too."""
+    if jax.tree.structure(direction) == jax.tree.structure(params):
+        return direction
+    pure = nnx.to_pure_dict(params)
+    if isinstance(direction, dict) and jax.tree.structure(direction) == jax.tree.structure(pure):
+        state = jax.tree.map(lambda a: a, params)  # new Variables; params stay as they are
+        nnx.replace_by_pure_dict(state, direction)
+        return state
+    raise ValueError(
+        f"directions[{i}] has another structure than the model's parameters; build it like "
+        f"nnx.state(model, nnx.Param) or its nnx.to_pure_dict (e.g. with "
+        f"filter_normalized_direction)."
+    )
+
+
 def _check_grid(steps, span):
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(
@@ -111,8 +127,8 @@ def loss_landscape(
       key: ``jax.random`` key for the two directions (unless ``directions`` is given).
       steps: grid points per axis (odd: the centre is ``theta`` itself).
       span: the grid covers ``[-span, span]`` along each direction.
-      directions: ``(d1, d2)`` pytrees like ``nnx.state(model, nnx.Param)``, instead of two
-        :func:`filter_normalized_direction` draws.
+      directions: ``(d1, d2)``, each like ``nnx.state(model, nnx.Param)`` or its
+        ``nnx.to_pure_dict``, instead of two :func:`filter_normalized_direction` draws.
       chunk_size: grid points per vmapped chunk; None evaluates the whole grid as one batch.
 
     Returns:
@@ -148,15 +164,7 @@ def loss_landscape(
                 f"directions must be a pair (d1, d2) of parameter pytrees; got "
                 f"{type(directions).__name__}."
             )
-        want = jax.tree.structure(params)
-        for i, d in enumerate(directions):
-            if jax.tree.structure(d) != want:
-                raise ValueError(
-                    f"directions[{i}] has another structure than the model's parameters; build "
-                    f"it from nnx.state(model, nnx.Param) (e.g. with "
-                    f"filter_normalized_direction)."
-                )
-        directions = tuple(directions)
+        directions = tuple(_as_state(d, params, i) for i, d in enumerate(directions))
     d1, d2 = directions
 
     def loss_at(point):
