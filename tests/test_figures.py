@@ -64,8 +64,8 @@ def test_first_conv_kernel_follows_call_order():
 @pytest.mark.parametrize(
     "make, shape",
     [
-        (lambda: cm.PatternCNN(rngs=nnx.Rngs(0)), (28, 28, 1)),
-        (lambda: cm.ResNet20(rngs=nnx.Rngs(0)), (32, 32, 3)),
+        (lambda: cm.PatternCNN((12, 12, 1), widths=(8, 16), rngs=nnx.Rngs(0)), (12, 12, 1)),
+        (lambda: cm.ResNet20((16, 16, 3), rngs=nnx.Rngs(0)), (16, 16, 3)),
         (lambda: cm.DilatedContextNet((16, 16, 1), width=4, rngs=nnx.Rngs(0)), (16, 16, 1)),
         (lambda: UserNet(nnx.Rngs(0)), (8, 8, 3)),
     ],
