@@ -80,6 +80,34 @@ class EffectiveReceptiveField:
     gaussian_r2: float
     num_inputs: int
 
+    @classmethod
+    def from_map(cls, layer, unit, map, theoretical, region, num_inputs):  # noqa: A002
+        """Build the record from a map: its moments and Gaussian fit are computed here.
+
+        ``map`` may be any non-negative array of the input's spatial shape, e.g. the mean of
+        several normalised maps (one per random weight draw).
+        """
+        m = np.asarray(map, np.float64)
+        n = m.ndim
+        total = m.sum()
+        if total > 0:
+            p = m / total
+            centre, sigma = _moments(p)
+            r2 = _gaussian_r2(p, centre, sigma, region)
+        else:  # no gradient reaches the input (a dead ReLU network): nothing to fit
+            centre, sigma, r2 = (float("nan"),) * n, (float("nan"),) * n, float("nan")
+        return cls(
+            layer=layer,
+            unit=tuple(unit),
+            map=m,
+            theoretical=theoretical,
+            region=tuple(region),
+            sigma=sigma,
+            centre=centre,
+            gaussian_r2=r2,
+            num_inputs=int(num_inputs),
+        )
+
     @property
     def region_size(self) -> tuple[int, ...]:
         """Pixels of :attr:`region` per axis."""
@@ -236,25 +264,12 @@ def effective_receptive_field(
     maps = _erf_core(graphdef, state, x, names, tuple(units), channels_last)
     out = {}
     for name, u, m in zip(names, units, maps):
-        m = np.asarray(m, np.float64)
         field = fields.get(name)
         if isinstance(field, ReceptiveField) and u is not None:
             region = _clip(field.region(u), in_spatial)
         else:
             region = tuple((0, s - 1) for s in in_spatial)
-        total = m.sum()
-        p = m / total if total > 0 else m
-        centre, sigma = _moments(p) if total > 0 else ((np.nan,) * n_spatial,) * 2
-        r2 = _gaussian_r2(p, centre, sigma, region) if total > 0 else float("nan")
-        out[name] = EffectiveReceptiveField(
-            layer=name,
-            unit=() if u is None else u,
-            map=m,
-            theoretical=field,
-            region=region,
-            sigma=sigma,
-            centre=centre,
-            gaussian_r2=r2,
-            num_inputs=int(x.shape[0]),
+        out[name] = EffectiveReceptiveField.from_map(
+            name, () if u is None else u, m, field, region, x.shape[0]
         )
     return out
