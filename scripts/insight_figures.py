@@ -309,6 +309,9 @@ def depth_experiment(args, out: Path, numbers: dict) -> None:
     n_inputs = 16 if args.quick else 64
     seeds = [0] if args.quick else [0, 1, 2]
     x = jax.random.normal(jax.random.key(42), (n_inputs, size, size, 1))
+    # Uniform kernels on a positive input keep every pre-activation positive: the ReLUs pass
+    # every gradient and the stack is linear, Luo et al.'s analytic case; one input suffices.
+    ones = jnp.ones((1, size, size, 1))
     deepest = max(depths)
     layer_of = {d: f"features.layers.{2 * d - 1}" for d in depths}  # the depth-d ReLU
     result = {}
@@ -320,7 +323,8 @@ def depth_experiment(args, out: Path, numbers: dict) -> None:
                 deepest, width=width, size=size, uniform=kind == "uniform", seed=seed
             )
             model.eval()
-            erfs = ci.effective_receptive_field(model, x, [layer_of[d] for d in depths])
+            inputs = ones if kind == "uniform" else x
+            erfs = ci.effective_receptive_field(model, inputs, [layer_of[d] for d in depths])
             for d in depths:
                 maps.setdefault(d, []).append(erfs[layer_of[d]])
         # Several random-weight draws: average their maps (each already a mean over inputs).
@@ -329,7 +333,7 @@ def depth_experiment(args, out: Path, numbers: dict) -> None:
             m = np.mean([e.map / e.map.sum() for e in maps[d]], axis=0)
             e0 = maps[d][0]
             merged = ci.EffectiveReceptiveField.from_map(
-                f"depth {d}", e0.unit, m, e0.theoretical, e0.region, n_inputs * len(maps[d])
+                f"depth {d}", e0.unit, m, e0.theoretical, e0.region, e0.num_inputs * len(maps[d])
             )
             heat[(kind, d)] = merged
             sig.append(merged.sigma[0])
@@ -354,6 +358,7 @@ def depth_experiment(args, out: Path, numbers: dict) -> None:
 
 def depth_figure(depths, heat, result, path: Path, size: int) -> None:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     show = [d for d in (1, 4, 16, 32) if d in depths] or depths[:4]
     fig = Figure(figsize=(13, 5.6))
@@ -390,8 +395,13 @@ def depth_figure(depths, heat, result, path: Path, size: int) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("depth (3x3 conv layers)", fontsize=9)
     ax.set_ylabel("ERF sigma (input pixels)", fontsize=9)
-    ax.set_xticks(depths)
-    ax.set_xticklabels([str(v) for v in depths], fontsize=8)
+    # Plain numbers at chosen ticks (log axes otherwise label minor ticks "6 x 10^0").
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(depths, [str(v) for v in depths])
+    top = max(max(result[k]["sigma"]) for k in result) * 1.0
+    yt = [v for v in (0.5, 1, 2, 4, 8, 16, 32) if v <= 2 * max(top, (2 * max(depths) + 1) / 2)]
+    ax.set_yticks(yt, [f"{v:g}" for v in yt])
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title("ERF width vs depth (fits over depth >= 2, dotted)", fontsize=9)

@@ -271,6 +271,7 @@ def plot_explanations(
     *,
     titles: Sequence[str] | None = None,
     overlay: Sequence[str] = (),
+    percentile: float = 99.0,
     dpi: int = 100,
 ):
     """Each input beside its explanation maps (saliency, Grad-CAM, ...), one row per input.
@@ -279,8 +280,10 @@ def plot_explanations(
       images: ``(N, H, W, C)`` channels-last inputs (any range; each is shown scaled).
       maps: ``{column title: (N, H, W) map}``; maps are scaled per example to their maximum.
       titles: one caption per input (e.g. "Coat, predicted Coat").
-      overlay: names of ``maps`` drawn half-transparent over the grey input (Grad-CAM)
-        instead of alone (saliency).
+      overlay: names of ``maps`` drawn half-transparent over the grey input (Grad-CAM),
+        scaled to their maximum; the others (saliency) are drawn alone, divided by their
+        ``percentile``-th percentile and clipped to 1 (the SmoothGrad paper's display: a few
+        extreme gradients would otherwise darken every other pixel).
     """
     images = np.asarray(images)
     n = images.shape[0]
@@ -300,11 +303,13 @@ def plot_explanations(
         axes[i, 0].set_ylabel(titles[i] if titles else "", fontsize=_SMALL)
         for j, (name, m) in enumerate(maps.items(), start=1):
             a = np.asarray(m[i], np.float64)
-            a = a / a.max() if a.max() > 0 else a
             if name in overlay:
+                a = a / a.max() if a.max() > 0 else a
                 axes[i, j].imshow(grey, cmap="gray")
                 axes[i, j].imshow(a, cmap="jet", alpha=0.5, vmin=0, vmax=1)
             else:
+                top = np.percentile(a, percentile)
+                a = np.clip(a / top, 0, 1) if top > 0 else a
                 axes[i, j].imshow(a, cmap="hot", vmin=0, vmax=1)
         for j, name in enumerate(["input", *maps]):
             if i == 0:
