@@ -240,7 +240,7 @@ def pair_figure(rows, path: Path, title: str) -> None:
     from matplotlib.patches import Rectangle
 
     cols = max(len(erfs) for _, erfs in rows)
-    fig = Figure(figsize=(2.3 * cols + 0.9, 2.6 * len(rows) + 0.4))
+    fig = Figure(figsize=(2.3 * cols + 0.9, 3.0 * len(rows) + 0.4))
     axes = fig.subplots(len(rows), cols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
@@ -341,6 +341,9 @@ def depth_experiment(args, out: Path, numbers: dict) -> None:
             r2.append(merged.gaussian_r2)
         fit_from = [i for i, d in enumerate(depths) if d >= 2]
         e, c = fit_exponent([depths[i] for i in fit_from], [sig[i] for i in fit_from])
+        # The exponent of the deep end alone: shallow stacks still carry the kernel's shape.
+        deep = [i for i, d in enumerate(depths) if d >= 8]
+        e_deep = fit_exponent([depths[i] for i in deep], [sig[i] for i in deep])[0]
         result[kind] = {
             "depths": depths,
             "sigma": [round(s, 3) for s in sig],
@@ -348,6 +351,7 @@ def depth_experiment(args, out: Path, numbers: dict) -> None:
             "mass95_fraction": [round(f, 4) for f in frac],
             "gaussian_r2": [round(v, 4) for v in r2],
             "exponent": round(e, 3),
+            "exponent_depth_ge_8": round(e_deep, 3),
             "prefactor": round(c, 3),
             "weight_draws": len(seeds) if kind == "random" else 1,
         }
@@ -358,6 +362,7 @@ def depth_experiment(args, out: Path, numbers: dict) -> None:
 
 def depth_figure(depths, heat, result, path: Path, size: int) -> None:
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
     from matplotlib.ticker import NullFormatter
 
     show = [d for d in (1, 4, 16, 32) if d in depths] or depths[:4]
@@ -371,6 +376,18 @@ def depth_figure(depths, heat, result, path: Path, size: int) -> None:
             ax = fig.add_subplot(grid[r, c])
             crop = e.map[c0 - half : c0 + half + 1, c0 - half : c0 + half + 1]
             ax.imshow(crop / crop.max(), cmap="inferno", vmin=0, vmax=1)
+            (y0, y1), (x0, x1) = e.region
+            ax.add_patch(
+                Rectangle(
+                    (x0 - (c0 - half) - 0.5, y0 - (c0 - half) - 0.5),
+                    x1 - x0 + 1,
+                    y1 - y0 + 1,
+                    fill=False,
+                    ec="cyan",
+                    ls="--",
+                    lw=0.8,
+                )
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(
@@ -536,6 +553,17 @@ def variants_figure(rows, path: Path, size: int) -> None:
     fig.savefig(path, dpi=100)
 
 
+def finite(tree):
+    """NaN (a Gaussian fit of a constant 3x3 map) as JSON null, so the file is strict JSON."""
+    if isinstance(tree, dict):
+        return {k: finite(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [finite(v) for v in tree]
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="workdirs/insight_default")
@@ -559,7 +587,7 @@ def main(argv=None) -> int:
     if "default" in parts:
         default_network_pictures(args, out, numbers)
     numbers["quick"] = args.quick
-    numbers_path.write_text(json.dumps(numbers, indent=1) + "\n")
+    numbers_path.write_text(json.dumps(finite(numbers), indent=1) + "\n")
     log(f"done in {time.perf_counter() - t0:.0f} s; numbers in {numbers_path}")
     return 0
 

@@ -22,6 +22,7 @@ Modules: :mod:`~convjax.inspect.summary` (the table and XLA's FLOP count),
 :mod:`~convjax.inspect.figures` (matplotlib figures of all of these).
 """
 
+from convjax.inspect import figures
 from convjax.inspect._tracing import NamedCall, trace_model
 from convjax.inspect.capture import activations, forward, layer_names
 from convjax.inspect.effective_field import EffectiveReceptiveField, effective_receptive_field
@@ -72,4 +73,5 @@ __all__ = [
     "LossLandscape",
     "filter_normalized_direction",
     "loss_landscape",
+    "figures",
 ]
