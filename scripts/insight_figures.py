@@ -13,9 +13,10 @@ experiment to a smoke run of a minute or two.
 
 Written to ``--out``:
 
-- ``filters.png``, ``activation_maps.png``: first-layer filters and one test image's feature
-  maps through the trained network.
-- ``explanations.png``: test images with saliency, SmoothGrad and Grad-CAM (last conv block).
+- ``filters.png``, ``activation_maps.png``, ``explanations.png``
+  (``convjax.inspect.figures.save_model_figures``): first-layer filters, one test image's
+  feature maps, and the first test image of 8 classes with saliency, SmoothGrad and Grad-CAM
+  (last conv block), all of the trained network.
 - ``erf_default.png``: effective receptive fields of the default network's blocks, random
   weights and trained, averaged over test images.
 - ``erf_depth.png``: a plain stack of 3x3 convolutions, depth 1-32: heat maps and the ERF's
@@ -167,27 +168,12 @@ def default_network_pictures(args, out: Path, numbers: dict) -> None:
     }
     names = ds.class_names
 
-    figures.plot_filters(trained, ds.image_shape, out / "filters.png")
-    figures.plot_activation_maps(
-        trained, test_x[0], out / "activation_maps.png", label=f"test 0: {names[test_y[0]]}"
-    )
-
-    # Explanations: the first test image of each of 8 classes.
+    # Filters, activation maps and explanations of the first test image of each of 8 classes.
     picks = [int(np.nonzero(test_y == c)[0][0]) for c in range(8)]
-    x = test_x[picks]
-    layer = block_outputs(trained, ds.image_shape)[-2]  # last conv block's ReLU, before pooling
-    plain = ci.saliency(trained, x)
-    smooth = ci.saliency(trained, x, samples=8 if args.quick else 32, key=jax.random.key(0))
-    cam = ci.grad_cam(trained, x, layer)
-    titles = [f"{names[test_y[i]]}\npredicted {names[t]}" for i, t in zip(picks, plain.target)]
-    figures.plot_explanations(
-        x,
-        {"saliency": plain.map, "SmoothGrad": smooth.map, f"Grad-CAM\n{layer}": cam.heatmap},
-        out / "explanations.png",
-        titles=titles,
-        overlay=[f"Grad-CAM\n{layer}"],
+    figures.save_model_figures(
+        trained, test_x[picks], test_y[picks], names, out, smoothgrad_key=jax.random.key(0)
     )
-    numbers["default"]["grad_cam_layer"] = layer
+    numbers["default"]["grad_cam_layer"] = figures.last_spatial_activation(trained, ds.image_shape)
 
     # Effective receptive fields of the blocks, random and trained, over test images.
     blocks = block_outputs(trained, ds.image_shape)

@@ -148,6 +148,7 @@ def test_score_for_dense_outputs():
     x = jnp.asarray(_rng(11).normal(size=(2, 3, 3, 1)), jnp.float32)
     s = ci.saliency(model, x, score=lambda out: out[..., 1].sum(axis=(1, 2)))
     np.testing.assert_allclose(s.gradient, np.full((2, 3, 3, 1), 3.0), rtol=1e-6)
+    np.testing.assert_array_equal(s.target, [-1, -1])  # no class index: the score chose
     with pytest.raises(ValueError, match=r"output has shape \(2, 3, 3, 2\), not \(N, num_classes"):
         ci.saliency(model, x)
 

@@ -134,6 +134,22 @@ def test_effective_field_explanation_and_landscape_figures(tmp_path):
     assert (tmp_path / "land.png").exists()
 
 
+def test_save_model_figures(tmp_path):
+    model = cm.PatternCNN(
+        (10, 10, 1), 3, widths=(4,), convs_per_stage=2, fc_widths=(), rngs=nnx.Rngs(0)
+    )
+    # conv, BN, ReLU, conv, BN, ReLU (index 5), pool, flatten, dense
+    assert figures.last_spatial_activation(model, (10, 10, 1)) == "features.layers.5"
+    assert figures.last_spatial_activation(cnn.Sequential(cnn.Flatten()), (4, 4, 1)) is None
+    x = np.asarray(jax.random.normal(jax.random.key(0), (2, 10, 10, 1)))
+    paths = figures.save_model_figures(
+        model, x, [0, 2], ["a", "b", "c"], tmp_path / "run", smoothgrad_key=jax.random.key(1)
+    )
+    names = ["filters.png", "activation_maps.png", "explanations.png"]
+    assert [p.name for p in paths] == names
+    assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
+
+
 def test_errors():
     with pytest.raises(ValueError, match="erfs is empty"):
         figures.plot_effective_receptive_fields({})

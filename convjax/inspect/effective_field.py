@@ -81,7 +81,7 @@ class EffectiveReceptiveField:
     num_inputs: int
 
     @classmethod
-    def from_map(cls, layer, unit, map, theoretical, region, num_inputs):  # noqa: A002
+    def from_map(cls, layer, unit, map, theoretical, region, num_inputs):
         """Build the record from a map: its moments and Gaussian fit are computed here.
 
         ``map`` may be any non-negative array of the input's spatial shape, e.g. the mean of

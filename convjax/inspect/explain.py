@@ -44,7 +44,8 @@ class Saliency:
       gradient: ``d score / d x``, the input's shape ``(N, H, W, C)`` (averaged over the
         noisy copies for SmoothGrad).
       map: ``max_c |gradient|``, ``(N, H, W)`` (channels-last) for display.
-      target: ``(N,)`` class index of each example's score (the predicted class by default).
+      target: ``(N,)`` class index of each example's score (the predicted class by default;
+        -1 when a ``score`` function chose what to explain).
     """
 
     gradient: np.ndarray
@@ -122,8 +123,8 @@ def _scores(out, target, score):
 
 
 def _resolve_target(out, target, score):
-    if score is not None:
-        return jnp.zeros(out.shape[:1], jnp.int32) if target is None else jnp.asarray(target)
+    if score is not None:  # the score picks what to explain; -1 marks "no class index"
+        return jnp.full(out.shape[:1], -1, jnp.int32) if target is None else jnp.asarray(target)
     if out.ndim != 2:
         _scores(out, None, None)  # raises the message above
     if target is None:

@@ -13,6 +13,8 @@ when given ``path``. matplotlib is imported inside the functions, so importing
   :func:`convjax.inspect.effective_receptive_field` with the theoretical field drawn on them.
 - :func:`plot_explanations`: inputs beside saliency / Grad-CAM maps.
 - :func:`plot_loss_landscape`: contour plot of :func:`convjax.inspect.loss_landscape`.
+- :func:`save_model_figures`: a trained classifier's filters, activation maps and
+  explanations written into a folder in one call.
 
 Text sizes are in points at the saved ``dpi`` (100 by default): 9 pt is 12.5 pixels, readable
 at the PNG's own size without zooming.
@@ -39,6 +41,8 @@ __all__ = [
     "plot_effective_receptive_fields",
     "plot_explanations",
     "plot_loss_landscape",
+    "last_spatial_activation",
+    "save_model_figures",
 ]
 
 _TEXT = 9  # points; see the module docstring
@@ -318,6 +322,67 @@ def plot_explanations(
             axes[i, j].set_yticks([])
     fig.tight_layout()
     return _save(fig, path, dpi)
+
+
+def last_spatial_activation(model, input_shape) -> str | None:
+    """Name of the last activation call whose output keeps the spatial axes: Grad-CAM's usual
+    layer (the last convolutional block's ReLU); None if there is none."""
+    calls = _tracing.trace_model(model, tuple(input_shape))
+    n = len(tuple(input_shape)) + 1
+    names = [
+        c.name for c in calls if len(c.output_shape) == n and layer_kind(c.module) == "activation"
+    ]
+    return names[-1] if names else None
+
+
+def save_model_figures(
+    model, images, labels, class_names: Sequence[str], directory, *, smoothgrad_key=None
+) -> list[Path]:
+    """Write a trained classifier's pictures into ``directory`` (e.g. a run's workdir).
+
+    ``filters.png`` (first convolution), ``activation_maps.png`` (``images[0]``) and
+    ``explanations.png`` (every image: saliency, SmoothGrad when ``smoothgrad_key`` is given,
+    and Grad-CAM at :func:`last_spatial_activation`).
+
+    Args:
+      model: a ``flax.nnx`` classifier built from ``convjax.nn`` layers (not modified; runs
+        as a copy in evaluation mode).
+      images: ``(N, H, W, C)`` inputs normalised as in training (a handful, e.g. 8).
+      labels: ``(N,)`` true classes; class_names: their names.
+      directory: folder to write into (created if needed).
+
+    Returns:
+      the paths written.
+    """
+    from convjax.inspect.explain import grad_cam, saliency
+
+    directory = Path(directory)
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    shape = images.shape[1:]
+    written = []
+    if plot_filters(model, shape, directory / "filters.png") is not None:
+        written.append(directory / "filters.png")
+    label = f"{class_names[int(labels[0])]}"
+    if plot_activation_maps(model, images[0], directory / "activation_maps.png", label=label):
+        written.append(directory / "activation_maps.png")
+    plain = saliency(model, images)
+    maps = {"saliency": plain.map}
+    if smoothgrad_key is not None:
+        maps["SmoothGrad"] = saliency(model, images, samples=32, key=smoothgrad_key).map
+    overlay = []
+    layer = last_spatial_activation(model, shape)
+    if layer is not None:
+        title = f"Grad-CAM\n{layer}"
+        maps[title] = grad_cam(model, images, layer).heatmap
+        overlay.append(title)
+    titles = [
+        f"{class_names[int(y)]}\npredicted {class_names[int(t)]}"
+        for y, t in zip(labels, plain.target)
+    ]
+    plot_explanations(images, maps, directory / "explanations.png", titles=titles, overlay=overlay)
+    written.append(directory / "explanations.png")
+    return written
 
 
 def plot_loss_landscape(landscape, path=None, *, levels: int = 25, title: str = "", dpi=100):
