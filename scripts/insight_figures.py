@@ -409,7 +409,9 @@ def depth_figure(depths, heat, result, path: Path, size: int) -> None:
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title("ERF width vs depth (fits over depth >= 2, dotted)", fontsize=9)
     fig.suptitle(
-        "plain stack of 3x3 convolutions, centre unit, mean over random inputs", fontsize=10
+        "plain stack of 3x3 convolutions, centre unit, mean over random inputs "
+        "(dashed: theoretical field)",
+        fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
