@@ -30,7 +30,6 @@ Written to ``--out``:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -59,64 +58,29 @@ def log(msg: str) -> None:
 
 
 def default_config(epochs: int):
-    spec = importlib.util.spec_from_file_location("default_config", ROOT / "configs/default.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    from convjax.train import load_config
+
+    config = load_config(ROOT / "configs" / "default.py")
     config.num_epochs = epochs
     config.progress = False
     return config
 
 
-def restore_params(model, workdir: Path) -> int:
-    """Load the newest checkpoint's parameters and batch statistics into ``model``.
-
-    Reads the Orbax tree ``checkpoints/<step>/state`` without the trainer's template (the
-    checkpoint may come from a run on several devices: every array is placed on one).
-    Returns the step.
-    """
-    import orbax.checkpoint as ocp
-
-    steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
-    if not steps:
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
-    path = (workdir / "checkpoints" / str(steps[-1]) / "state").absolute()
-    checkpointer = ocp.StandardCheckpointer()
-    meta = checkpointer.metadata(path)
-    meta = getattr(meta, "item_metadata", meta)
-    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta)
-    saved = checkpointer.restore(path, target)
-
-    def pure(tree):  # {"kernel": {"value": array}} -> {"kernel": array}; "0" -> 0
-        if isinstance(tree, dict):
-            if set(tree) == {"value"}:
-                return tree["value"]
-            return {(int(k) if str(k).isdigit() else k): pure(v) for k, v in tree.items()}
-        return tree
-
-    params = saved.get("ema_params") or saved["params"]
-    for kind, tree in ((nnx.Param, params), (nnx.BatchStat, saved["batch_stats"])):
-        state = nnx.state(model, kind)
-        nnx.replace_by_pure_dict(state, pure(tree))
-        nnx.update(model, state)
-    return steps[-1]
-
-
 def default_networks(workdir: Path, epochs: int):
     """``(config, data, random model, trained model, step)``; trains first if needed."""
-    from convjax.train import load_data, make_model, train_and_evaluate
+    from convjax.train import load_model, make_model, prepare, train_and_evaluate
+    from convjax.train.checkpoint import Checkpointer
+    from convjax.train.inputs import load_data
 
     config = default_config(epochs)
-    if not (workdir / "checkpoints").is_dir():
+    if not (workdir / "results.json").exists():
         log(f"training configs/default.py for {epochs} epoch(s) in {workdir}")
         train_and_evaluate(config, workdir)
-    ds = load_data(config)
-    random_net = make_model(config, ds.image_shape, ds.num_classes)
-    trained = make_model(config, ds.image_shape, ds.num_classes)
-    step = restore_params(trained, workdir)
+    ds = load_data(prepare(config))
+    random_net = make_model(prepare(config), ds.image_shape, ds.num_classes)
     random_net.eval()
-    trained.eval()
+    trained = load_model(workdir)
+    step = Checkpointer(workdir).latest_step()
     return config, ds, random_net, trained, step
 
 

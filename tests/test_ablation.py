@@ -18,12 +18,13 @@ import pytest
 
 from convjax.train import ablation
 from convjax.train import config as config_lib
+from convjax.train.config_files import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def base_config():
-    c = config_lib.load_config(ROOT / "configs" / "default.py", "smoke")
+    c = load_config(ROOT / "configs" / "default.py", "smoke")
     c.model.dilation = 1
     c.lock()
     return c

@@ -9,13 +9,14 @@ import pytest
 
 from convjax import data as cdata
 from convjax.train import config as C
-from convjax.train import engine
+from convjax.train import engine, factory
+from convjax.train.config_files import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def smoke():
-    return C.load_config(f"{ROOT}/configs/default.py:smoke")
+    return load_config(f"{ROOT}/configs/default.py:smoke")
 
 
 def with_(**kv):
@@ -40,7 +41,7 @@ def test_defaults_fill_a_minimal_config():
 
 def test_default_config_file_spells_out_exactly_the_table():
     # configs/default.py is the main job written out: every field of the table, no other
-    flat = C.flatten(C.load_config(f"{ROOT}/configs/default.py"))
+    flat = C.flatten(load_config(f"{ROOT}/configs/default.py"))
     run_fields = {k for k in flat if not k.startswith("model.") or k == "model.name"}
     assert run_fields == set(C.FIELDS)
     assert not C.unknown_keys(flat)
@@ -49,7 +50,7 @@ def test_default_config_file_spells_out_exactly_the_table():
 def test_smoke_shrinks_sizes():
     c = C.prepare(smoke())
     assert (c.train_subset, c.test_subset, c.num_epochs, c.batch_size) == (512, 256, 2, 64)
-    full = C.prepare(C.load_config(f"{ROOT}/configs/default.py"))
+    full = C.prepare(load_config(f"{ROOT}/configs/default.py"))
     assert full.train_subset == 0 and full.num_epochs == 3
 
 
@@ -117,12 +118,12 @@ def test_bad_model_values_fail_before_the_data_is_loaded(tmp_path, monkeypatch):
 def test_model_factory_forms():
     from convjax.models import MODELS, ResNet20
 
-    assert C.model_factory("ResNet20") is ResNet20 and "BasicBlock" not in MODELS
-    assert C.model_factory("convjax.models:LeNet5") is MODELS["LeNet5"]
+    assert factory.model_factory("ResNet20") is ResNet20 and "BasicBlock" not in MODELS
+    assert factory.model_factory("convjax.models:LeNet5") is MODELS["LeNet5"]
     f = lambda input_shape, num_classes, *, rngs: None  # noqa: E731
-    assert C.model_factory(f) is f
+    assert factory.model_factory(f) is f
     # preset arguments are checked against the class under the partial
-    assert "stage_sizes" in C._model_arguments(ResNet20)[0]
+    assert "stage_sizes" in factory.factory_arguments(ResNet20)[0]
 
 
 def test_apply_overrides_and_errors():
@@ -135,12 +136,12 @@ def test_apply_overrides_and_errors():
 
 def test_load_config_errors(tmp_path):
     with pytest.raises(C.ConfigError, match=r"config file '/nope.py' does not exist"):
-        C.load_config("/nope.py")
+        load_config("/nope.py")
     (tmp_path / "empty.py").write_text("x = 1\n")
     with pytest.raises(C.ConfigError, match=r"has no get_config"):
-        C.load_config(tmp_path / "empty.py")
+        load_config(tmp_path / "empty.py")
     # the ":arg" suffix picks a preset
-    assert C.load_config(f"{ROOT}/configs/default.py:smoke").smoke is True
+    assert load_config(f"{ROOT}/configs/default.py:smoke").smoke is True
 
 
 def test_to_json_dict_writes_a_callable_model_as_its_import_path():

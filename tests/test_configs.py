@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from convjax.train.config import load_config, make_model, prepare
+from convjax.train.config import prepare
+from convjax.train.config_files import load_config
+from convjax.train.factory import make_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))

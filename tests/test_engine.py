@@ -18,12 +18,13 @@ import convjax.nn as cnn
 from convjax.train import config as config_lib
 from convjax.train import engine, loops
 from convjax.train.checkpoint import Checkpointer
+from convjax.train.config_files import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def base():
-    c = config_lib.load_config(f"{ROOT}/configs/default.py", "smoke")
+    c = load_config(f"{ROOT}/configs/default.py", "smoke")
     c.model.widths = (4, 8)
     c.model.fc_widths = (16,)
     c.progress = False
@@ -193,9 +194,20 @@ def user_config(**model):
 def test_user_model_through_engine_ablation_and_sweep(tmp_path):
     from convjax.train import run_ablation, run_sweep
 
-    r = engine.train_and_evaluate(user_config(), tmp_path / "run")
+    cfg = user_config()
+    cfg.grad_health_every_steps = 1
+    r = engine.train_and_evaluate(cfg, tmp_path / "run")
     assert r["num_params"] == 3 * 3 * 1 * 4 + 4 + 4 * 10 + 10 and r["status"] == "finished"
-    assert (tmp_path / "run" / "learning_curves.png").stat().st_size > 1000
+    for name in ("learning_curves.png", "gradient_health.png", "explanations.png"):
+        assert (tmp_path / "run" / name).stat().st_size > 1000, name
+    health = [
+        json.loads(x)
+        for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        if '"kind": "health"' in x
+    ]
+    assert [h["step"] for h in health] == [1, 2, 3]
+    assert set(health[0]["grad_norm"]) == {"conv", "head"}
+    assert all(v > 0 for v in health[0]["update_to_param"].values())
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["name"].endswith(
         "TinyNet"
     )

@@ -49,7 +49,8 @@ def test_smoke_run_writes_every_artifact(tmp_path):
         "summary.txt",
         "metrics.jsonl",
         "learning_curves.png",
-        "first_layer_filters.png",
+        "filters.png",
+        "explanations.png",
         "activation_maps.png",
     ):
         assert (tmp_path / name).stat().st_size > 0, name

@@ -11,6 +11,7 @@ import pytest
 
 from convjax.train import config as config_lib
 from convjax.train import sweep_space as ss
+from convjax.train.config_files import config_source
 from convjax.train.runs import Run, group_runs
 
 
@@ -79,7 +80,7 @@ def test_config_source_round_trips(tmp_path):
     c.seed = 3
     c.optimizer = ml_collections.ConfigDict({"learning_rate": 0.05, "name": "sgd"})
     c.model = ml_collections.ConfigDict({"widths": (32, 64), "pool": "max", "x": None})
-    src = config_lib.config_source(c, docstring="Best of sweep X.\n\n  cmd")
+    src = config_source(c, docstring="Best of sweep X.\n\n  cmd")
     path = tmp_path / "best.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("best", path)
@@ -114,9 +115,9 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"search='random' needs num_trials"):
         ss.make_trials("random", {"lr": (1,)})
     with pytest.raises(ValueError, match=r"field 'a' holds object"):
-        config_lib.config_source({"a": object()}, docstring="x")
+        config_source({"a": object()}, docstring="x")
     with pytest.raises(ValueError, match=r"field 'b' = nan is not finite"):
-        config_lib.config_source({"b": math.nan}, docstring="x")
+        config_source({"b": math.nan}, docstring="x")
 
 
 # ---------------------------------------------------------------- real configs

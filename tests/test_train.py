@@ -18,6 +18,7 @@ from convjax import data as cdata
 from convjax.models import PatternCNN
 from convjax.train import config, engine, loops, metrics, optim
 from convjax.train.checkpoint import Checkpointer
+from convjax.train.config_files import load_config
 from convjax.train.state import create_train_state, rng_stream_names
 from convjax.train.steps import make_eval_step, make_train_step, smoothed_cross_entropy
 
@@ -26,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_config(**overrides):
     """The default config shrunk: smoke subsets and a 4/8-filter PatternCNN."""
-    c = config.load_config(f"{ROOT}/configs/default.py", "smoke")
+    c = load_config(f"{ROOT}/configs/default.py", "smoke")
     c.model.widths = (4, 8)
     c.model.fc_widths = (16,)
     c.progress = False
@@ -215,6 +216,41 @@ def test_eval_step_counts_correct(fmnist, tiny):
     )
 
 
+def test_health_norms_equal_the_update_they_describe(fmnist):
+    """Plain SGD at rate 1 (no momentum, no decay): update = -gradient, so the step's per-layer
+    gradient and update norms must equal the norm of (new - old) parameters, computed here."""
+    from convjax.train.steps import health_layers
+
+    images, labels = fmnist
+    c = config.prepare(
+        tiny_config(schedule="constant", learning_rate=1.0, momentum=0.0, weight_decay=0.0)
+    )
+    model = PatternCNN((28, 28, 1), 10, rngs=nnx.Rngs(0), widths=(4, 8), fc_widths=(16,))
+    tx = optim.make_optimizer(c, 10)
+    model_def, state = create_train_state(model, tx)
+    step = make_train_step(model_def, tx, mean=[0.286], std=[0.353], health=True)
+    batch = {"image": jnp.asarray(images[:32]), "label": jnp.asarray(labels[:32])}
+    new, m = jax.jit(step)(state, batch, jax.random.key(0), {"label_smoothing": 0.0})
+    groups = health_layers(state.params)
+    old_leaves, new_leaves = jax.tree.leaves(state.params), jax.tree.leaves(new.params)
+    for i, (name, idx) in enumerate(groups):
+        diff = np.sqrt(
+            sum(
+                np.sum(
+                    (np.asarray(new_leaves[j]) - np.asarray(old_leaves[j])) ** 2, dtype=np.float64
+                )
+                for j in idx
+            )
+        )
+        param = np.sqrt(sum(np.sum(np.asarray(old_leaves[j], np.float64) ** 2) for j in idx))
+        # float32 differences of numbers near 1: relative error ~1e-6 of the parameter norm
+        tol = 1e-5 * param + 1e-7
+        np.testing.assert_allclose(float(m["health"]["update"][i]), diff, atol=tol, err_msg=name)
+        np.testing.assert_allclose(float(m["health"]["grad"][i]), diff, atol=tol, err_msg=name)
+        np.testing.assert_allclose(float(m["health"]["param"][i]), param, rtol=1e-6)
+    assert [name for name, _ in groups][:2] == ["classifier.layers.1", "classifier.layers.2"]
+
+
 # ---------------------------------------------------------------------------- loop forms
 
 
@@ -282,7 +318,8 @@ def test_run_writes_artifacts_and_learns(uninterrupted):
         "metrics.jsonl",
         "results.json",
         "learning_curves.png",
-        "first_layer_filters.png",
+        "filters.png",
+        "explanations.png",
         "activation_maps.png",
     ):
         assert (wd / name).stat().st_size > 0, name
@@ -293,6 +330,20 @@ def test_run_writes_artifacts_and_learns(uninterrupted):
     recs = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in recs if x["kind"] == "epoch"] == [1, 2]
     assert "Total params" in (wd / "summary.txt").read_text()
+
+
+def test_load_model_gives_back_the_trained_network(uninterrupted):
+    from convjax.train import load_model
+    from convjax.train.inputs import load_data
+
+    wd, r = uninterrupted
+    model = load_model(wd)
+    ds = load_data(config.prepare(tiny_config()))
+    x = cdata.normalize(ds.test_images, *ds.train_mean_std)
+    accuracy = float(np.mean(np.argmax(np.asarray(model(x)), -1) == ds.test_labels))
+    assert accuracy == r["test_accuracy"]
+    with pytest.raises(ValueError, match=r"member=3 is not in the newest checkpoint"):
+        load_model(wd, member=3)
 
 
 def test_sigterm_checkpoints_and_resume_is_exact(uninterrupted, tmp_path, monkeypatch):

@@ -21,7 +21,8 @@ devices and hosts), :mod:`~convjax.train.cli` (the experiments' command line).
 
 from convjax.train.ablation import run_ablation
 from convjax.train.checkpoint import CheckpointError
-from convjax.train.config import ConfigError, load_config, make_model, prepare
+from convjax.train.config import ConfigError, prepare
+from convjax.train.config_files import load_config
 from convjax.train.engine import (
     POPULATION_FIELDS,
     NonFiniteLossError,
@@ -29,7 +30,9 @@ from convjax.train.engine import (
     fit,
     train_and_evaluate,
 )
+from convjax.train.factory import make_model
 from convjax.train.population import population_step, stack, unstack
+from convjax.train.saved import load_model
 from convjax.train.state import LoopState, TrainState
 from convjax.train.sweep import run_sweep
 
@@ -43,6 +46,7 @@ __all__ = [
     "TrainingInterrupted",
     "fit",
     "load_config",
+    "load_model",
     "make_model",
     "population_step",
     "prepare",

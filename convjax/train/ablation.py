@@ -35,6 +35,7 @@ import numpy as np
 
 from convjax.train import config as config_lib
 from convjax.train import report
+from convjax.train.factory import make_model
 from convjax.train.runs import Run, train_runs
 
 StatsFn = Callable[[ml_collections.ConfigDict], Mapping[str, Any]]
@@ -143,7 +144,7 @@ def model_stats(config) -> dict[str, Any]:
     if known is None:
         ds = load_data(cfg)
         known = (ds.image_shape, ds.num_classes)
-    model = nnx.eval_shape(lambda: config_lib.make_model(cfg, *known))
+    model = nnx.eval_shape(lambda: make_model(cfg, *known))
     s = ci.summary(model, tuple(known[0]), print_fn=None)
     rf = None
     for row in s.rows:

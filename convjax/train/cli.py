@@ -29,6 +29,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from convjax.train import config as config_lib
+from convjax.train.config_files import load_config
 
 FLAGS = flags.FLAGS
 
@@ -59,7 +60,7 @@ def unknown_override_message(argv) -> str | None:
     if spec is None:
         return None
     try:
-        cfg = config_lib.load_config(spec)
+        cfg = load_config(spec)
     except Exception:  # noqa: BLE001 -- absl reports an unloadable file itself
         return None
     valid = list(config_lib.flatten(cfg))

@@ -24,19 +24,20 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import functools
-import importlib
-import importlib.util
-import inspect
 import math
-import pprint
-import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import ml_collections
 
+from convjax.train.errors import ConfigError
+from convjax.train.factory import (
+    DEFAULT_MODEL,
+    NAME_RULE,
+    factory_arguments,
+    import_path,
+    model_factory,
+)
 from convjax.train.loops import FORMS
 from convjax.train.optim import OPTIMIZERS, SCHEDULES
 
@@ -46,21 +47,13 @@ __all__ = [
     "ConfigError",
     "Field",
     "apply_overrides",
-    "config_source",
     "describe",
     "flatten",
-    "load_config",
-    "make_model",
-    "model_factory",
     "nest",
     "prepare",
     "to_json_dict",
     "unknown_keys",
 ]
-
-
-class ConfigError(ValueError):
-    """A config field is unknown or has a bad value; the message names the field and the fix."""
 
 
 # ---------------------------------------------------------------------------- the table
@@ -133,9 +126,9 @@ FIELDS: dict[str, Field] = {
     "seed": _f(0, "initialisation, data order, validation split and step keys", _int(0)),
     "smoke": _f(False, "shrink the run to seconds (see SMOKE) for tests", _BOOL),
     "model.name": Field(
-        "PatternCNN",
-        "a convjax.models name, 'package.module:function', or a callable",
-        "a name of convjax.models.MODELS, a 'module:function' string or a callable",
+        DEFAULT_MODEL,
+        "the network (convjax.train.factory): a zoo name, 'module:function' or a callable",
+        NAME_RULE,
         lambda v: callable(v) or (isinstance(v, str) and bool(v)),
     ),
     "num_epochs": _f(3, "passes over the training split", _int(1)),
@@ -246,91 +239,6 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------------------- models
-
-
-def model_factory(name) -> Callable[..., Any]:
-    """The network constructor ``config.model.name`` names.
-
-    ``name`` is a key of ``convjax.models.MODELS`` (``"PatternCNN"``, ``"ResNet20"`` ...), an
-    importable ``"package.module:function"`` string, or a callable. Every factory is called as
-    ``factory(input_shape, num_classes, rngs=nnx.Rngs(seed), **model_kwargs)``, the zoo's
-    signature, and returns an ``nnx.Module`` mapping ``(N, H, W, C)`` images to logits.
-    """
-    if callable(name):
-        return name
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"config.model.name={name!r} must be {FIELDS['model.name'].rule}.")
-    if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            raise ConfigError(
-                f"config.model.name={name!r}: module {module_name!r} cannot be imported ({e}); "
-                "put its folder on PYTHONPATH or install it."
-            ) from None
-        factory = getattr(module, attr, None)
-        if not callable(factory):
-            raise ConfigError(
-                f"config.model.name={name!r}: {module_name} has no callable {attr!r}; name a "
-                "function or class of that module."
-            )
-        return factory
-    from convjax.models import MODELS
-
-    if name not in MODELS:
-        close = difflib.get_close_matches(name, list(MODELS), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ConfigError(
-            f"config.model.name={name!r} is not a model of convjax.models.{hint} Use one of "
-            f"{', '.join(MODELS)}, a 'module:function' string or a callable."
-        )
-    return MODELS[name]
-
-
-def _factory_label(name) -> str:
-    return getattr(name, "__qualname__", None) or getattr(name, "__name__", None) or repr(name)
-
-
-def _model_arguments(factory) -> tuple[list[str], bool]:
-    """``(keyword argument names, accepts **kwargs)`` of a model factory, beyond the fixed
-    ``input_shape, num_classes, rngs``."""
-    target = factory
-    while isinstance(target, functools.partial):  # presets such as ResNet20
-        target = target.func
-    if inspect.isclass(target):  # nnx.Module's metaclass hides __init__'s signature
-        target = target.__init__
-    try:
-        params = inspect.signature(target).parameters
-    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
-        return [], True
-    names = [
-        p.name
-        for p in params.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in ("self", "input_shape", "num_classes", "rngs")
-    ]
-    return names, any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _model_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    kwargs = {k: v for k, v in model_cfg.items() if k != "name"}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-
-
-def make_model(config, input_shape, num_classes: int, *, seed: int | None = None):
-    """Build ``config.model`` for images of ``input_shape`` ``(H, W, C)``, from ``config.seed``."""
-    from flax import nnx
-
-    model_cfg = _plain(config)["model"]
-    factory = model_factory(model_cfg.get("name", FIELDS["model.name"].default))
-    seed = config["seed"] if seed is None else seed
-    return factory(
-        tuple(input_shape), int(num_classes), rngs=nnx.Rngs(seed), **_model_kwargs(model_cfg)
-    )
-
-
 # ---------------------------------------------------------------------------- checks
 
 
@@ -346,9 +254,9 @@ def _closest(key: str, valid: list[str]) -> str:
 def valid_keys(cfg) -> list[str]:
     """Every dotted key a run config may hold: the table's fields plus the model's arguments."""
     flat = flatten(cfg)
-    name = flat.get("model.name", FIELDS["model.name"].default)
+    name = flat.get("model.name", DEFAULT_MODEL)
     try:
-        args, _ = _model_arguments(model_factory(name))
+        args, _ = factory_arguments(model_factory(name))
     except ConfigError:
         args = []
     return [*FIELDS, *(f"model.{a}" for a in args)]
@@ -358,9 +266,9 @@ def unknown_keys(cfg) -> list[str]:
     """The dotted keys of ``cfg`` that are neither fields of :data:`FIELDS` nor arguments of
     its model (a model taking ``**kwargs`` accepts any ``model.*`` key)."""
     flat = flatten(cfg)
-    name = flat.get("model.name", FIELDS["model.name"].default)
+    name = flat.get("model.name", DEFAULT_MODEL)
     try:
-        _, var_kw = _model_arguments(model_factory(name))
+        _, var_kw = factory_arguments(model_factory(name))
     except ConfigError:
         var_kw = True  # the bad name is reported on its own
     valid = set(valid_keys(cfg))
@@ -454,7 +362,7 @@ def to_json_dict(config) -> dict[str, Any]:
         if isinstance(v, (list, tuple)):
             return [conv(x) for x in v]
         if callable(v):
-            return f"{getattr(v, '__module__', '?')}:{_factory_label(v)}"
+            return import_path(v)
         return v
 
     return conv(_plain(config))
@@ -509,88 +417,3 @@ def _merged(base, flat_new: Mapping[str, Any]) -> dict[str, Any]:
     flat = flatten(base)
     flat.update(flat_new)
     return nest(flat)
-
-
-# ---------------------------------------------------------------------------- config files
-
-
-def _package_root(path: Path) -> Path | None:
-    """The folder above the outermost package holding ``path`` (None if not in a package)."""
-    root = None
-    folder = path.parent
-    while (folder / "__init__.py").exists():
-        root = folder.parent
-        folder = folder.parent
-    return root
-
-
-def load_config(spec: str | Path, arg: str | None = None) -> ml_collections.ConfigDict:
-    """``get_config(arg)`` of a config file; ``spec`` is ``"path.py"`` or ``"path.py:arg"``.
-
-    The one loader of config files (experiments, configs, tests). A file inside a package
-    (``configs/ablations/pooling.py`` imports ``configs.ablations.common``) gets the folder
-    above its package on ``sys.path`` first.
-
-    Raises:
-      ConfigError: the file does not exist or has no ``get_config``.
-    """
-    spec = str(spec)
-    if arg is None and ":" in Path(spec).name:
-        spec, _, arg = spec.rpartition(":")
-    path = Path(spec).resolve()
-    if not path.is_file():
-        raise ConfigError(f"config file {spec!r} does not exist; pass the path of a .py config.")
-    root = _package_root(path)
-    if root is not None and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    module_spec = importlib.util.spec_from_file_location(f"_convjax_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not callable(getattr(module, "get_config", None)):
-        raise ConfigError(f"config file {spec!r} has no get_config(arg=None) function.")
-    return module.get_config(arg or None)
-
-
-def config_source(config, *, docstring: str) -> str:
-    """Python source of a ready config file whose ``get_config()`` returns ``config``.
-
-    Only literals are written (ints, floats, strings, bools, None, tuples, lists, dicts), so
-    the file needs nothing but ml_collections; a callable ``model.name`` is written as its
-    importable ``"module:qualname"``.
-
-    Raises:
-      ConfigError: a value that is not such a literal, or a non-finite float.
-    """
-    plain = _plain(config)
-    name = plain.get("model", {}).get("name") if isinstance(plain.get("model"), dict) else None
-    if callable(name):
-        plain["model"] = {**plain["model"], "name": to_json_dict({"n": name})["n"]}
-
-    def check(x, path):
-        if isinstance(x, dict):
-            for k, v in x.items():
-                check(v, f"{path}.{k}" if path else k)
-        elif isinstance(x, (list, tuple)):
-            for i, v in enumerate(x):
-                check(v, f"{path}[{i}]")
-        elif not (x is None or isinstance(x, (bool, int, float, str))):
-            raise ConfigError(
-                f"config_source: field {path!r} holds {type(x).__name__} {x!r}, which a config "
-                "file cannot write as a literal; use ints, floats, strings, tuples or dicts."
-            )
-        if isinstance(x, float) and not math.isfinite(x):
-            raise ConfigError(f"config_source: field {path!r} = {x!r} is not finite.")
-
-    check(plain, "")
-    body = pprint.pformat(plain, indent=2, width=92, sort_dicts=True)
-    doc = docstring.strip().replace('"""', "'''")
-    lines = body.splitlines()
-    body = "\n".join([lines[0]] + ["    " + ln for ln in lines[1:]])
-    return (
-        f'"""{doc}\n"""\n\nimport ml_collections\n\n\n'
-        "def get_config(arg=None):\n"
-        "    del arg  # a ready config: every value is fixed\n"
-        f"    config = ml_collections.ConfigDict({body})\n"
-        "    config.lock()\n"
-        "    return config\n"
-    )

@@ -3,7 +3,7 @@
 An ablation (variants x seeds) and a sweep (trials) both come down to a list of
 :class:`Run` -- a run config and the folder its results go to. :func:`train_runs` reads back
 every run whose ``results.json`` exists, groups the others by structure (runs that differ only
-in ``convjax.train.engine.POPULATION_FIELDS``, e.g. seeds or learning rates, form one group)
+in ``convjax.train.POPULATION_FIELDS``, e.g. seeds or learning rates, form one group)
 and trains each group with one :func:`~convjax.train.engine.fit`. A group of one trains in its
 run's own folder; a larger group keeps its checkpoints in ``ROOT/groups/<id>``, where ``<id>``
 is derived from the member folders, so rerunning the same command resumes the same group from
@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from convjax.train import config as config_lib
-from convjax.train import engine, report
+from convjax.train import report
+from convjax.train.build import POPULATION_FIELDS, structure_key
+from convjax.train.engine import RESULTS_FILE, fit
 
 __all__ = ["Run", "group_runs", "train_runs"]
 
@@ -43,17 +45,17 @@ class Run:
 
     @property
     def results_path(self) -> Path:
-        return Path(self.directory) / engine.RESULTS_FILE
+        return Path(self.directory) / RESULTS_FILE
 
 
 def group_runs(
-    runs: Sequence[Run], population_fields: Sequence[str] = engine.POPULATION_FIELDS
+    runs: Sequence[Run], population_fields: Sequence[str] = POPULATION_FIELDS
 ) -> list[list[int]]:
     """Indices of ``runs`` grouped by structure (first-seen order); each group can train as one
     population because its configs differ only in ``population_fields``."""
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(runs):
-        key = engine.structure_key(config_lib.prepare(r.config), population_fields)
+        key = structure_key(config_lib.prepare(r.config), population_fields)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
@@ -67,7 +69,7 @@ def train_runs(
     runs: Sequence[Run],
     root,
     *,
-    population_fields: Sequence[str] = engine.POPULATION_FIELDS,
+    population_fields: Sequence[str] = POPULATION_FIELDS,
     populations: bool = True,
     strategy: str = "auto",
     mesh: str | None = "auto",
@@ -85,7 +87,7 @@ def train_runs(
       fit_fn: replaces :func:`~convjax.train.engine.fit` (same signature; tests use it).
       log: progress printer.
     """
-    fit_fn = fit_fn or engine.fit
+    fit_fn = fit_fn or fit
     root = Path(root)
     results: list[dict[str, Any] | None] = [None] * len(runs)
     pending = []

@@ -76,7 +76,9 @@ def health_layers(params) -> list[tuple[str, list[int]]]:
     them (``"features.layers.0"``), in leaf order; the norms of ``health=True`` steps follow it."""
     groups: dict[str, list[int]] = {}
     for i, (path, _) in enumerate(jax.tree_util.tree_flatten_with_path(params)[0]):
-        parts = [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
+        parts = [str(getattr(p, "key", getattr(p, "idx", getattr(p, "name", p)))) for p in path]
+        if parts and parts[-1] == "value":  # an nnx.Variable's array
+            parts = parts[:-1]
         groups.setdefault(".".join(parts[:-1]) or "(model)", []).append(i)
     return list(groups.items())
 

@@ -35,6 +35,7 @@ from typing import Any
 from convjax.train import config as config_lib
 from convjax.train import report
 from convjax.train import sweep_space as ss
+from convjax.train.config_files import config_source
 from convjax.train.engine import POPULATION_FIELDS
 from convjax.train.runs import Run, train_runs
 
@@ -203,7 +204,7 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
         f"    .venv/bin/python experiments/train.py --config={workdir}/best_config.py "
         "--workdir=workdirs/best"
     )
-    (workdir / "best_config.py").write_text(config_lib.config_source(best_cfg, docstring=doc))
+    (workdir / "best_config.py").write_text(config_source(best_cfg, docstring=doc))
     files["best"] = str(workdir / "best_config.py")
     for f in fields:
         pts = [(r[f], r[metric]) for r in ranked if r.get(metric) is not None]
