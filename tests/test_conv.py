@@ -386,10 +386,12 @@ def test_errors_name_the_argument():
         conv(x, k, groups=2)
     with pytest.raises(ValueError, match=r"kernel.shape=\(3, 3, 2, 6\) expects 2 \* groups = 2"):
         conv(x, jnp.ones((3, 3, 2, 6)))
-    with pytest.raises(ValueError, match=r"x.shape=\(5, 5\) has rank 2, but the 2-D kernel"):
+    with pytest.raises(
+        ValueError, match=r"x.shape=\(5, 5\) has rank 2, but conv with the 2-D kernel .* no channel"
+    ):
         conv(jnp.ones((5, 5)), k)
-    with pytest.raises(ValueError, match=r"x.shape=\(1, 1, 5, 5, 4\) has rank 5"):
-        conv(jnp.ones((1, 1, 5, 5, 4)), k)
+    with pytest.raises(ValueError, match=r"x.shape=\(4,\) has rank 1, .* needs x of rank >= 3"):
+        conv(jnp.ones((4,)), k)
     with pytest.raises(ValueError, match=r"kernel.shape=\(3, 6\) has rank 2, but conv needs"):
         conv(x, jnp.ones((3, 6)))
     with pytest.raises(ValueError, match=r"padding='HALF' is not a known padding name"):

@@ -57,10 +57,12 @@ class AlexNet(nnx.Module):
         num_classes = _util.check_classes(num_classes, owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
-        self.widths = tuple(widths)
-        self.fc_width = fc_width
-        self.groups = groups
-        self.dropout = dropout
+        self.widths = _util.positive_ints(widths, "widths", owner, 5)
+        self.fc_width = _util.positive_int(fc_width, "fc_width", owner)
+        self.groups = _util.positive_int(groups, "groups", owner)
+        self.dropout = _util.rate(dropout, "dropout", owner)
+        _util.positive_int(pool_window, "pool_window", owner)
+        _util.positive_int(pool_stride, "pool_stride", owner)
         self.batch_norm = batch_norm
         w1, w2, w3, w4, w5 = self.widths
         window = (pool_window, pool_window)
@@ -92,7 +94,7 @@ class AlexNet(nnx.Module):
             *block(w4, w5, 3, padding=1, g=groups),
             nn.MaxPool(window, stride=pool_stride),  # -> 6
         )
-        feat = _util.output_shape(self.features, self.input_shape)
+        feat = _util.check_fits(self.features, self.input_shape, owner)
         d = feat[0] * feat[1] * feat[2]
         self.classifier = nn.Sequential(
             nn.Flatten(),

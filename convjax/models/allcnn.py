@@ -59,7 +59,9 @@ class AllCNNC(nnx.Module):
             )
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
-        self.widths = tuple(widths)
+        self.widths = _util.positive_ints(widths, "widths", owner, 2)
+        input_dropout = _util.rate(input_dropout, "input_dropout", owner)
+        dropout = _util.rate(dropout, "dropout", owner)
         self.downsample = downsample
         self.batch_norm = batch_norm
         w1, w2 = self.widths
@@ -100,6 +102,7 @@ class AllCNNC(nnx.Module):
             nn.Conv2d(w2, num_classes, 1, rngs=rngs),
             nn.GlobalAvgPool(),
         )
+        _util.check_fits(self.features, self.input_shape, owner, "its two stride-2 stages")
 
     def __call__(self, x):
         """``(N, H, W, C) -> (N, num_classes)`` logits."""

@@ -61,13 +61,20 @@ class DilatedContextNet(nnx.Module):
         owner = "DilatedContextNet"
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
+        width = _util.positive_int(width, "width", owner)
         dilations = tuple(dilations)
-        if not dilations or any(not isinstance(d, int) or d < 1 for d in dilations):
+        if not dilations or any(
+            isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations
+        ):
             raise ValueError(
                 f"{owner}: dilations={dilations!r} must be one or more ints >= 1, e.g. "
                 f"(1, 1, 2, 4, 8, 16, 1)."
             )
-        if kernel_size % 2 != 1:
+        if (
+            isinstance(kernel_size, bool)
+            or not isinstance(kernel_size, int)
+            or kernel_size % 2 != 1
+        ):
             raise ValueError(
                 f"{owner}: kernel_size={kernel_size} must be odd so that padding "
                 f"dilation * (F - 1) / 2 keeps the resolution; use 3."

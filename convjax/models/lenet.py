@@ -54,8 +54,17 @@ class LeNet5(nnx.Module):
             raise ValueError(f"{owner}: pool={pool!r} must be 'avg' (classic) or 'max'.")
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
-        self.widths = tuple(widths)
-        self.fc_width = fc_width
+        self.widths = _util.positive_ints(widths, "widths", owner, 3)
+        self.fc_width = _util.positive_int(fc_width, "fc_width", owner)
+        if (
+            isinstance(first_padding, bool)
+            or not isinstance(first_padding, int)
+            or first_padding < 0
+        ):
+            raise ValueError(
+                f"{owner}: first_padding={first_padding!r} must be an int >= 0 (2 turns a 28x28 "
+                f"image into the paper's 32x32)."
+            )
         self.activation = activation
         self.pool = pool
         c1, c3, c5 = self.widths
@@ -74,7 +83,12 @@ class LeNet5(nnx.Module):
             conv(c3, c5),  # C5: -> 1x1x120
             nn.activation(activation),
         )
-        feat = _util.output_shape(self.features, self.input_shape)
+        feat = _util.check_fits(
+            self.features,
+            self.input_shape,
+            owner,
+            f"first_padding={first_padding} (28x28 images need first_padding=2)",
+        )
         d = feat[0] * feat[1] * feat[2]
         self.classifier = nn.Sequential(
             nn.Flatten(),

@@ -94,15 +94,30 @@ class PatternCNN(nnx.Module):
                 f"{owner}: downsample={downsample!r} must be 'conv' (an extra strided conv) or "
                 f"'stride' (the stage's last conv is strided)."
             )
-        widths = tuple(widths)
+        widths = _util.positive_ints(widths, "widths", owner)
         if not widths:
             raise ValueError(f"{owner}: widths=() gives no conv stage; give at least one width.")
+        fc_widths = _util.positive_ints(fc_widths, "fc_widths", owner)
+        for name, value in (
+            ("kernel_size", kernel_size),
+            ("dilation", dilation),
+            ("pool_window", pool_window),
+        ):
+            _util.positive_int(value, name, owner)
+        if pool_stride is not None:
+            _util.positive_int(pool_stride, "pool_stride", owner)
+        dropout = _util.rate(dropout, "dropout", owner)
+        conv_dropout = _util.rate(conv_dropout, "conv_dropout", owner)
+        if not isinstance(batch_norm, bool):
+            raise ValueError(f"{owner}: batch_norm={batch_norm!r} must be True or False.")
         m = len(widths)
         if isinstance(convs_per_stage, int):
             convs = (convs_per_stage,) * m
         else:
             convs = tuple(convs_per_stage)
-        if len(convs) != m or any(not isinstance(n, int) or n < 1 for n in convs):
+        if len(convs) != m or any(
+            isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in convs
+        ):
             raise ValueError(
                 f"{owner}: convs_per_stage={convs_per_stage!r} must be an int >= 1 or {m} such "
                 f"ints (one per stage of widths={widths})."
@@ -178,7 +193,7 @@ class PatternCNN(nnx.Module):
                 if conv_dropout:
                     layers.append(nn.Dropout(conv_dropout, rngs=rngs))
         self.features = nn.Sequential(*layers)
-        feat = _util.output_shape(self.features, self.input_shape)
+        feat = _util.check_fits(self.features, self.input_shape, owner, "these convs and pools")
 
         head = [nn.Flatten()]
         d = feat[0] * feat[1] * feat[2]

@@ -162,7 +162,9 @@ def _check_common(owner, block, shortcut, stage_sizes):
             f"or 'B' (1x1 projection)."
         )
     stage_sizes = tuple(stage_sizes)
-    if not stage_sizes or any(not isinstance(n, int) or n < 1 for n in stage_sizes):
+    if not stage_sizes or any(
+        isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in stage_sizes
+    ):
         raise ValueError(
             f"{owner}: stage_sizes={stage_sizes!r} must be one or more ints >= 1 (blocks per "
             f"stage), e.g. (2, 2, 2, 2) for ResNet-18."
@@ -216,6 +218,7 @@ class ResNet(nnx.Module):
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
         self.stage_sizes = _check_common(owner, block, shortcut, stage_sizes)
+        base_width = _util.positive_int(base_width, "base_width", owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
         self.block = block
@@ -286,6 +289,7 @@ class CifarResNet(nnx.Module):
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
         self.stage_sizes = _check_common(owner, "basic", shortcut, stage_sizes)
+        base_width = _util.positive_int(base_width, "base_width", owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
         self.base_width = base_width

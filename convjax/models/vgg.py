@@ -54,10 +54,11 @@ class VGG(nnx.Module):
         num_classes = _util.check_classes(num_classes, owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
-        self.stage_sizes = tuple(stage_sizes)
-        self.base_width = base_width
-        self.fc_width = fc_width
-        self.dropout = dropout
+        self.stage_sizes = _util.positive_ints(stage_sizes, "stage_sizes", owner)
+        self.base_width = _util.positive_int(base_width, "base_width", owner)
+        self.fc_width = _util.positive_int(fc_width, "fc_width", owner)
+        _util.positive_int(kernel_size, "kernel_size", owner)
+        self.dropout = _util.rate(dropout, "dropout", owner)
         self.batch_norm = batch_norm
         multipliers = (1, 2, 4, 8, 8, 8, 8)
         if not 1 <= len(self.stage_sizes) <= len(multipliers):
@@ -86,7 +87,9 @@ class VGG(nnx.Module):
                 cin = width
             layers.append(nn.MaxPool((2, 2)))
         self.features = nn.Sequential(*layers)
-        feat = _util.output_shape(self.features, self.input_shape)
+        feat = _util.check_fits(
+            self.features, self.input_shape, owner, f"its {len(self.stage_sizes)} 2x2 pools"
+        )
         d = feat[0] * feat[1] * feat[2]
         self.classifier = nn.Sequential(
             nn.Flatten(),

@@ -48,10 +48,11 @@ class Dense(nnx.Module):
         owner = type(self).__name__
         self.in_features = _checks.positive_int(in_features, "in_features", owner)
         self.out_features = _checks.positive_int(out_features, "out_features", owner)
-        self.use_bias = use_bias
-        self.precision = precision
-        self.preferred_element_type = preferred_element_type
-        self.scheme = scheme
+        self.use_bias = _checks.check_bool(use_bias, "use_bias", owner)
+        self.precision = _checks.check_precision(precision, owner)
+        self.preferred_element_type = _checks.check_element_type(preferred_element_type, owner)
+        self.scheme = _checks.check_scheme(scheme, owner)
+        _checks.check_param_dtype(param_dtype, owner)
         params = cf.dense_init(
             rngs.params(),
             self.in_features,
@@ -81,6 +82,11 @@ class Flatten(nnx.Module):
     """
 
     def __init__(self, start_axis: int = 1):
+        if isinstance(start_axis, bool) or not isinstance(start_axis, int):
+            raise ValueError(
+                f"Flatten: start_axis={start_axis!r} must be an int (1 keeps a batch axis, 0 for "
+                f"an unbatched input)."
+            )
         self.start_axis = start_axis
 
     def __call__(self, x):
