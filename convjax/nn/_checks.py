@@ -54,15 +54,6 @@ def check_choice(value, name: str, owner: str, choices: Sequence[str]) -> str:
     return value
 
 
-def check_rate(value, name: str, owner: str) -> float:
-    """A probability in ``[0, 1)`` (dropout rates: 1 would zero every unit)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(
-            f"{owner}: {name}={value!r} must be a float in [0, 1); use 0 to disable dropout."
-        )
-    return float(value)
-
-
 def freeze(value):
     """Nested lists -> nested tuples, so an option is hashable static data in the graphdef."""
     if isinstance(value, (list, tuple)):
