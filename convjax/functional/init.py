@@ -24,7 +24,23 @@ glorot_normal     N(0, std^2)                  std = sqrt(2 / (fan_in + fan_out)
 glorot_uniform    U(-b, b)                     b = sqrt(6 / (fan_in + fan_out))
 lecun_normal      N(0, std^2)                  std = sqrt(1 / fan_in)
 lecun_uniform     U(-b, b)                     b = sqrt(3 / fan_in)
+zeros             0                            (a classifier's last layer)
 ================  ===========================  ===================================
+
+``zeros`` is for the last layer of a classifier: its logits start at 0, so the untrained
+network predicts uniform probabilities and its cross-entropy starts at ``ln(classes)``
+(2.303 for 10 classes), and its gradient still reaches the layer's kernel at once
+(``features^T (p - y)``). The model zoo's heads use it, as Fixup (Zhang et al. 2019) and
+big_vision's zero-initialised heads do. Measured on PatternCNN's default network with 64
+N(0, 1) images and 5 seeds, a He-normal head started at a loss of 2.6 to 3.2 in training
+mode and 3.5 to 8.2 in evaluation mode (ln 10 = 2.30); the zero head starts at 2.303.
+
+Other libraries' defaults differ: PyTorch's ``Conv2d`` and ``Linear`` draw
+``kaiming_uniform_(a=sqrt(5))``, i.e. ``U(-b, b)`` with ``b = sqrt(1 / fan_in)`` (variance
+``1 / (3 fan_in)``) and a bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; Flax's ``nnx.Conv``
+and ``nnx.Linear`` draw LeCun normal (variance ``1 / fan_in``, truncated at two standard
+deviations and rescaled) with zero bias; convjax's layers default to ``he_normal`` with zero
+bias (a ReLU network's scale).
 """
 
 from __future__ import annotations
@@ -55,6 +71,7 @@ INIT_SCHEMES = (
     "glorot_uniform",
     "lecun_normal",
     "lecun_uniform",
+    "zeros",
 )
 
 
@@ -134,6 +151,8 @@ def init_kernel(key, shape: Sequence[int], fan_in: float, fan_out: float, scheme
     _check_scheme(scheme)
     _check_key(key, "init_kernel")
     dtype = _check_dtype(dtype, "init_kernel")
+    if scheme == "zeros":
+        return jnp.zeros(tuple(shape), dtype)
     scale = _scale(scheme, fan_in, fan_out)
     if scheme.endswith("_normal"):
         return scale * jax.random.normal(key, tuple(shape), dtype)

@@ -34,6 +34,9 @@ class AlexNet(nnx.Module):
       pool_window, pool_stride: the overlapping 3/2 max pooling of the paper (set 2/2 for
         the non-overlapping ablation the paper compares against).
       batch_norm: a BatchNorm after each conv (not in the paper).
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)``.
     """
@@ -51,12 +54,14 @@ class AlexNet(nnx.Module):
         pool_window: int = 3,
         pool_stride: int = 2,
         batch_norm: bool = False,
+        head_scheme: str = "zeros",
     ):
         owner = "AlexNet"
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
+        self.head_scheme = head_scheme
         self.widths = _util.positive_ints(widths, "widths", owner, 5)
         self.fc_width = _util.positive_int(fc_width, "fc_width", owner)
         self.groups = _util.positive_int(groups, "groups", owner)
@@ -104,7 +109,7 @@ class AlexNet(nnx.Module):
             nn.Dropout(dropout, rngs=rngs),
             nn.Dense(fc_width, fc_width, rngs=rngs),
             nn.ReLU(),
-            nn.Dense(fc_width, num_classes, rngs=rngs),
+            nn.Dense(fc_width, num_classes, scheme=head_scheme, rngs=rngs),
         )
 
     def __call__(self, x):

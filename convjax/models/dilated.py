@@ -41,6 +41,9 @@ class DilatedContextNet(nnx.Module):
         biases stay 0, so the context module starts as the identity on the stem's output).
       batch_norm: a BatchNorm after each stem/context conv (not in the paper).
       dense_output: per-pixel logits ``(N, H, W, num_classes)`` instead of ``(N, num_classes)``.
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)`` or ``(N, H, W, num_classes)``.
     """
@@ -57,6 +60,7 @@ class DilatedContextNet(nnx.Module):
         identity_init: bool = False,
         batch_norm: bool = False,
         dense_output: bool = False,
+        head_scheme: str = "zeros",
     ):
         owner = "DilatedContextNet"
         h, w, c = _util.check_input_shape(input_shape, owner)
@@ -81,6 +85,7 @@ class DilatedContextNet(nnx.Module):
             )
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
+        self.head_scheme = head_scheme
         self.width = width
         self.dilations = dilations
         self.kernel_size = kernel_size
@@ -119,10 +124,14 @@ class DilatedContextNet(nnx.Module):
         layers.append(final)
         self.context = nn.Sequential(*layers)
         if dense_output:
-            self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(width, num_classes, 1, rngs=rngs))
+            self.head = nn.Sequential(
+                nn.ReLU(), nn.Conv2d(width, num_classes, 1, scheme=head_scheme, rngs=rngs)
+            )
         else:
             self.head = nn.Sequential(
-                nn.ReLU(), nn.GlobalAvgPool(), nn.Dense(width, num_classes, rngs=rngs)
+                nn.ReLU(),
+                nn.GlobalAvgPool(),
+                nn.Dense(width, num_classes, scheme=head_scheme, rngs=rngs),
             )
 
     def __call__(self, x):

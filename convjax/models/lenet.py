@@ -30,6 +30,9 @@ class LeNet5(nnx.Module):
       pool: ``"avg"`` (classic subsampling) or ``"max"``.
       first_padding: padding of C1 (0 in the paper on 32x32 inputs).
       scheme: initialiser (LeCun normal suits tanh: variance ``1 / fan_in``).
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)``.
     """
@@ -46,6 +49,7 @@ class LeNet5(nnx.Module):
         pool: str = "avg",
         first_padding: int = 0,
         scheme: str = "lecun_normal",
+        head_scheme: str = "zeros",
     ):
         owner = "LeNet5"
         h, w, c = _util.check_input_shape(input_shape, owner)
@@ -54,6 +58,7 @@ class LeNet5(nnx.Module):
             raise ValueError(f"{owner}: pool={pool!r} must be 'avg' (classic) or 'max'.")
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
+        self.head_scheme = head_scheme
         self.widths = _util.positive_ints(widths, "widths", owner, 3)
         self.fc_width = _util.positive_int(fc_width, "fc_width", owner)
         if (
@@ -94,7 +99,7 @@ class LeNet5(nnx.Module):
             nn.Flatten(),
             nn.Dense(d, fc_width, scheme=scheme, rngs=rngs),  # F6
             nn.activation(activation),
-            nn.Dense(fc_width, num_classes, scheme=scheme, rngs=rngs),  # output
+            nn.Dense(fc_width, num_classes, scheme=head_scheme, rngs=rngs),  # output
         )
 
     def __call__(self, x):

@@ -52,6 +52,9 @@ class PatternCNN(nnx.Module):
       activation: name of the nonlinearity (``"relu"``, ``"elu"``, ``"tanh"``, ...).
       scheme: initialiser of every conv and dense kernel (He normal for ReLU nets).
       impl: convolution implementation passed to every conv.
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)`` logits.
     """
@@ -80,6 +83,7 @@ class PatternCNN(nnx.Module):
         activation: str = "relu",
         scheme: str = "he_normal",
         impl: str = "lax",
+        head_scheme: str = "zeros",
     ):
         owner = "PatternCNN"
         h, w, c = _util.check_input_shape(input_shape, owner)
@@ -133,6 +137,7 @@ class PatternCNN(nnx.Module):
         stride = pool_window if pool_stride is None else pool_stride
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
+        self.head_scheme = head_scheme
         self.widths = widths
         self.convs_per_stage = convs
         self.fc_widths = tuple(fc_widths)
@@ -205,7 +210,7 @@ class PatternCNN(nnx.Module):
             if dropout:
                 head.append(nn.Dropout(dropout, rngs=rngs))
             d = width
-        head.append(nn.Dense(d, num_classes, scheme=scheme, rngs=rngs))
+        head.append(nn.Dense(d, num_classes, scheme=head_scheme, rngs=rngs))
         self.classifier = nn.Sequential(*head)
 
     def __call__(self, x):

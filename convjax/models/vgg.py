@@ -32,6 +32,9 @@ class VGG(nnx.Module):
       dropout: rate after each hidden FC-RELU (0.5).
       batch_norm: VGG-BN: a BatchNorm after each conv (convs then have no bias).
       kernel_size: of every conv (3; padding keeps the size).
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)``.
     """
@@ -48,12 +51,14 @@ class VGG(nnx.Module):
         dropout: float = 0.5,
         batch_norm: bool = False,
         kernel_size: int = 3,
+        head_scheme: str = "zeros",
     ):
         owner = "VGG"
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
+        self.head_scheme = head_scheme
         self.stage_sizes = _util.positive_ints(stage_sizes, "stage_sizes", owner)
         self.base_width = _util.positive_int(base_width, "base_width", owner)
         self.fc_width = _util.positive_int(fc_width, "fc_width", owner)
@@ -99,7 +104,7 @@ class VGG(nnx.Module):
             nn.Dense(fc_width, fc_width, rngs=rngs),
             nn.ReLU(),
             nn.Dropout(dropout, rngs=rngs),
-            nn.Dense(fc_width, num_classes, rngs=rngs),
+            nn.Dense(fc_width, num_classes, scheme=head_scheme, rngs=rngs),
         )
 
     def __call__(self, x):
