@@ -37,7 +37,7 @@ def as_array(value, name: str, fn: str, *, allow_bool: bool = False, floating: b
     ``allow_bool``: a bool taken as 0/1 silently is almost always a mistake), and with
     ``floating=True`` anything but a floating-point array.
     """
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, (jax.core.Tracer, jax.Array)):
         arr = value
     else:
         if value is None or isinstance(value, (str, bytes)):
@@ -46,7 +46,10 @@ def as_array(value, name: str, fn: str, *, allow_bool: bool = False, floating: b
                 f"numpy array."
             )
         try:
-            arr = jnp.asarray(value)
+            host = value if hasattr(value, "__jax_array__") else np.asarray(value)
+            if getattr(host, "dtype", None) is not None and np.dtype(host.dtype).kind in "USO":
+                raise TypeError(f"dtype {host.dtype}")
+            arr = jnp.asarray(host)
         except (TypeError, ValueError) as err:
             raise ValueError(
                 f"{name}={_shown(value)} is not an array of numbers ({type(value).__name__}), "
