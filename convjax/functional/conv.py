@@ -2,8 +2,9 @@
 
 Layouts: activations channels-last ``(N, *spatial, C)`` by default or
 channels-first ``(N, C, *spatial)`` with ``channels_last=False``; the batch axis is
-optional. Kernels are HWIO: ``(*spatial, C_in / groups, C_out)``; the number of spatial
-dimensions is read from the kernel (``kernel.ndim - 2``).
+optional, and several leading batch axes are folded into one and restored (as in Flax).
+Kernels are HWIO: ``(*spatial, C_in / groups, C_out)``; the number of spatial dimensions is
+read from the kernel (``kernel.ndim - 2``).
 
 ``conv`` computes the cross-correlation that deep-learning libraries call convolution,
 
@@ -223,8 +224,8 @@ def conv(
         the high side), ``"SAME_LOWER"`` (extra on the low side), ``"FULL"``, ``"CAUSAL"``
         (all ``F_eff - 1`` before the input, in every dimension), an int, one int per
         dimension, or one ``(lo, hi)`` pair per dimension. Names are case-insensitive.
-        The default ``"VALID"`` is Flax's ``"SAME"``'s opposite: ``flax.nnx.Conv``
-        defaults to ``"SAME"``, PyTorch's ``Conv2d`` to ``padding=0`` (= ``"VALID"``).
+        The default is ``"VALID"``, as PyTorch's ``padding=0``; ``flax.nnx.Conv``
+        defaults to ``"SAME"``.
       dilation: D, spacing between kernel taps (>= 1), an int or one per dimension. Any
         stride and dilation may be combined.
       groups: feature groups; ``C_in`` and ``C_out`` must be multiples. ``groups == C_in``
@@ -403,8 +404,9 @@ def _transpose_sizes(value, n: int, in_spatial) -> tuple[int, ...]:
     return normalize_tuple(value, n, "output_size")
 
 
-def _transpose_padding(padding, output_padding, output_size, in_spatial, kernel_spatial,
-                       stride, dilation):  # fmt: skip
+def _transpose_padding(
+    padding, output_padding, output_size, in_spatial, kernel_spatial, stride, dilation
+):
     """Resolve ``conv_transpose``'s padding forms to ``(lo, hi)`` crops and output padding.
 
     * amounts (PyTorch): ``pads`` as given; ``output_size`` (if any) picks the output
