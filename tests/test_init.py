@@ -47,6 +47,10 @@ def test_grouped_fans():
     assert cf.conv_fans((3, 3, 4, 32), None, None, groups=4) == (36, 72)
 
 
+# The random schemes; "zeros" (for classifier heads) is checked on its own below.
+RANDOM_SCHEMES = [s for s in cf.INIT_SCHEMES if s != "zeros"]
+
+
 def _expected_var(scheme, fan_in, fan_out):
     fan = {"he": fan_in / 2, "glorot": (fan_in + fan_out) / 2, "lecun": fan_in}[
         scheme.split("_")[0]
@@ -54,7 +58,7 @@ def _expected_var(scheme, fan_in, fan_out):
     return 1.0 / fan
 
 
-@pytest.mark.parametrize("scheme", cf.INIT_SCHEMES)
+@pytest.mark.parametrize("scheme", RANDOM_SCHEMES)
 @pytest.mark.parametrize("groups", [1, 4])
 def test_conv_init_variance_statistics(scheme, groups):
     # 3x3, C=64, K=128: 3*3*(64/g)*128 draws (73728 for g=1, 18432 for g=4); the sample
@@ -77,12 +81,24 @@ def test_conv_init_variance_statistics(scheme, groups):
     np.testing.assert_array_equal(p["bias"], np.zeros(k))
 
 
-@pytest.mark.parametrize("scheme", cf.INIT_SCHEMES)
+@pytest.mark.parametrize("scheme", RANDOM_SCHEMES)
 def test_dense_init_variance_statistics(scheme):
     p = cf.dense_init(jax.random.key(2), 256, 300, scheme=scheme)
     w = np.asarray(p["kernel"], np.float64)
     assert w.shape == (256, 300) and p["bias"].shape == (300,)
     assert w.var() == pytest.approx(_expected_var(scheme, 256, 300), rel=0.06)
+
+
+def test_zeros_scheme_gives_zero_kernels():
+    p = cf.dense_init(jax.random.key(0), 5, 3, scheme="zeros")
+    np.testing.assert_array_equal(p["kernel"], np.zeros((5, 3)))
+    q = cf.conv_init(jax.random.key(0), 1, 4, 10, scheme="zeros", dtype=jnp.bfloat16)
+    assert q["kernel"].shape == (1, 1, 4, 10) and q["kernel"].dtype == jnp.bfloat16
+    assert not np.any(np.asarray(q["kernel"], np.float32))
+    # A zero head gives zero logits: uniform predictions, cross-entropy ln(classes).
+    logits = cf.dense(jnp.ones((2, 5)), p["kernel"], p["bias"])
+    loss = cf.softmax_cross_entropy(logits, jnp.array([0, 2]))
+    assert abs(float(loss) - math.log(3)) < 1e-6  # float32 log-sum-exp of three zeros
 
 
 def test_init_is_deterministic_and_key_dependent():

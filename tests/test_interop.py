@@ -145,14 +145,15 @@ def test_same_with_stride_pitfall(x64):
     assert same.shape == sym.shape == (1, 1, 4, 4)
     assert not np.allclose(same, sym)  # same size, shifted windows: the silent porting bug
     # the port of padding=1 is the int 1
-    np.testing.assert_allclose(
-        cf.conv(x.numpy(), k, stride=2, padding=1, channels_last=False), sym, rtol=1e-12
-    )
+    # PyTorch sums the 9 float64 products in its own order: rounding <= 9 * 2.2e-16 * 10,
+    # about 2e-14, so an atol of 1e-12 covers outputs near zero.
+    ported = cf.conv(x.numpy(), k, stride=2, padding=1, channels_last=False)
+    np.testing.assert_allclose(ported, sym, rtol=1e-12, atol=1e-12)
     # TensorFlow's SAME reproduced in PyTorch: explicit asymmetric F.pad with resolve_padding
     (lo_h, hi_h), (lo_w, hi_w) = cf.resolve_padding("SAME", (8, 8), (3, 3), 2)
     assert (lo_h, hi_h) == (0, 1)
     tf_like = F.conv2d(F.pad(x, (lo_w, hi_w, lo_h, hi_h)), layer.weight, stride=2)
-    np.testing.assert_allclose(same, tf_like.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(same, tf_like.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_errors():

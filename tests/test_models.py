@@ -284,19 +284,29 @@ def test_dilated_context_net_shapes():
 # ------------------------------------------------------------------ forward: jit and vmap
 
 TINY = {
-    "PatternCNN": (lambda r: M.PatternCNN((8, 8, 1), 3, widths=(2, 2), fc_widths=(3,), rngs=r)),
-    "LeNet5": (lambda r: M.LeNet5((32, 32, 1), 3, widths=(2, 2, 2), fc_width=3, rngs=r)),
-    "AlexNet": (lambda r: M.AlexNet((67, 67, 3), 3, widths=(2,) * 5, fc_width=3, groups=2, rngs=r)),
-    "VGG11": (lambda r: M.VGG11((32, 32, 1), 3, base_width=2, fc_width=4, rngs=r)),
-    "VGG16": (lambda r: M.VGG16((32, 32, 1), 3, base_width=2, fc_width=4, rngs=r)),
-    "AllCNNC": (lambda r: M.AllCNNC((12, 12, 1), 3, widths=(2, 2), rngs=r)),
-    "ResNet18": (lambda r: M.ResNet18((16, 16, 1), 3, base_width=1, rngs=r)),
-    "ResNet34": (lambda r: M.ResNet34((16, 16, 1), 3, base_width=1, rngs=r)),
-    "ResNet20": (lambda r: M.ResNet20((8, 8, 1), 3, base_width=1, rngs=r)),
-    "ResNet56": (lambda r: M.ResNet56((8, 8, 1), 3, base_width=1, rngs=r)),
+    "PatternCNN": (
+        lambda r, c=3, **kw: M.PatternCNN((8, 8, 1), c, widths=(2, 2), fc_widths=(3,), rngs=r, **kw)
+    ),
+    "LeNet5": (
+        lambda r, c=3, **kw: M.LeNet5((32, 32, 1), c, widths=(2, 2, 2), fc_width=3, rngs=r, **kw)
+    ),
+    "AlexNet": (
+        lambda r, c=3, **kw: M.AlexNet(
+            (67, 67, 3), c, widths=(2,) * 5, fc_width=3, groups=2, rngs=r, **kw
+        )
+    ),
+    "VGG11": (lambda r, c=3, **kw: M.VGG11((32, 32, 1), c, base_width=2, fc_width=4, rngs=r, **kw)),
+    "VGG16": (lambda r, c=3, **kw: M.VGG16((32, 32, 1), c, base_width=2, fc_width=4, rngs=r, **kw)),
+    "AllCNNC": (lambda r, c=3, **kw: M.AllCNNC((12, 12, 1), c, widths=(2, 2), rngs=r, **kw)),
+    "ResNet18": (lambda r, c=3, **kw: M.ResNet18((16, 16, 1), c, base_width=1, rngs=r, **kw)),
+    "ResNet34": (lambda r, c=3, **kw: M.ResNet34((16, 16, 1), c, base_width=1, rngs=r, **kw)),
+    "ResNet20": (lambda r, c=3, **kw: M.ResNet20((8, 8, 1), c, base_width=1, rngs=r, **kw)),
+    "ResNet56": (lambda r, c=3, **kw: M.ResNet56((8, 8, 1), c, base_width=1, rngs=r, **kw)),
     # Identity initialisation keeps a 2-wide stack of 8 ReLU layers from dying at random init.
     "DilatedContextNet": (
-        lambda r: M.DilatedContextNet((8, 8, 1), 3, width=2, identity_init=True, rngs=r)
+        lambda r, c=3, **kw: M.DilatedContextNet(
+            (8, 8, 1), c, width=2, identity_init=True, rngs=r, **kw
+        )
     ),
 }
 
@@ -310,8 +320,39 @@ def fast_jit(fn, *args):
 
 @functools.cache
 def tiny_model(name):
-    """A tiny instance of each model, built once per test session (compiles are the cost)."""
-    return TINY[name](rngs())
+    """A tiny instance of each model, built once per test session (compiles are the cost).
+
+    Its head is random: the default zero head (``head_scheme="zeros"``) gives constant logits,
+    which would hide the rest of the network from the forward checks below.
+    """
+    return TINY[name](rngs(), head_scheme="lecun_normal")
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_untrained_zoo_models_start_at_uniform_predictions(name):
+    # The zoo's heads start at zero: logits 0, so the cross-entropy on any input is ln(10).
+    # Float32 rounding of log(10) and of the batch mean is a few ulps of 2.3, below 1e-6.
+    model = TINY[name](rngs(), 10)
+    x = jax.random.normal(jax.random.key(3, impl="rbg"), (4, *model.input_shape))
+    labels = jnp.array([0, 3, 7, 9])
+    for train in (True, False):  # batch statistics, then running ones
+        model.train() if train else model.eval()
+        graphdef, state = nnx.split(model)
+        logits = fast_jit(functools.partial(_apply, graphdef), state, x)
+        loss = float(cf.softmax_cross_entropy(logits, labels))
+        assert abs(loss - np.log(10)) < 1e-6, (name, train, loss)
+
+
+def test_dense_output_head_starts_at_uniform_predictions():
+    model = M.DilatedContextNet((8, 8, 1), 10, width=2, dense_output=True, rngs=rngs())
+    x = jax.random.normal(jax.random.key(4, impl="rbg"), (2, 8, 8, 1))
+    logits = model(x)  # per pixel
+    loss = float(cf.softmax_cross_entropy(logits, jnp.zeros((2, 8, 8), jnp.int32)))
+    assert logits.shape == (2, 8, 8, 10) and abs(loss - np.log(10)) < 1e-6
+
+
+def _apply(graphdef, state, x):
+    return nnx.merge(graphdef, state)(x)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

@@ -75,23 +75,27 @@ X = np.zeros((2, 6, 6, 3), np.float32)
             r"window=\(2, 2, 2, 2\) has 4 entries; pooling supports 1, 2 or 3",
         ),
         (
-            lambda: cf.max_pool(X, (2,)),
-            r"x has shape \(2, 6, 6, 3\) \(4 dims\) but max_pool with 1 spatial dimension\(s\) "
-            r"needs 3 dims \(N, \*spatial, C\) or 2 dims \(\*spatial, C\)",
+            lambda: cf.max_pool(np.zeros((6, 6)), (2, 2)),
+            r"x has shape \(6, 6\) \(2 dims\) but max_pool with 2 spatial dimension\(s\) "
+            r"needs at least 3 dims \(\.\.\., \*spatial, C\) .* no channel axis",
         ),
         (
             lambda: cf.avg_pool(np.zeros((6,)), (2,), channels_last=False),
-            r"x has shape \(6,\) .* needs 3 dims \(N, C, \*spatial\)",
+            r"x has shape \(6,\) .* needs at least 2 dims \(\.\.\., C, \*spatial\)",
+        ),
+        (
+            lambda: cf.max_pool(np.zeros((2, 0, 6, 3)), (2, 2)),
+            r"x has shape \(2, 0, 6, 3\) with a zero-size spatial axis \(axis 1",
         ),
         # dtypes
-        (lambda: cf.max_pool(X > 0, (2, 2)), r"x has dtype bool; pooling needs a float"),
+        (lambda: cf.max_pool(X > 0, (2, 2)), r"x has dtype bool .* but max_pool needs numbers"),
         (lambda: cf.avg_pool(X.astype(np.int32), (2, 2)), r"x has dtype int32; avg_pool needs"),
         (lambda: cf.min_pool(X.astype(np.int32), (2, 2)), r"x has dtype int32; min_pool needs"),
         (lambda: cf.lp_pool(X.astype(np.int32), (2, 2)), r"x has dtype int32; lp_pool needs"),
         # global pools
         (lambda: cf.global_avg_pool(X, None), r"num_spatial_dims=None: global_avg_pool needs"),
         (lambda: cf.global_max_pool(X, 4), r"num_spatial_dims=4 must be 1, 2 or 3"),
-        (lambda: cf.global_max_pool(X, 1), r"x has shape \(2, 6, 6, 3\)"),
+        (lambda: cf.global_max_pool(np.zeros(3), 1), r"x has shape \(3,\) \(1 dims\)"),
         (
             lambda: cf.global_avg_pool(X.astype(np.int8), 2),
             r"x has dtype int8; global_avg_pool needs floats",

@@ -137,6 +137,27 @@ class ImageDataset:
                     f"{split}_images has image shape {images.shape[1:]} but train_images has "
                     f"{self.train_images.shape[1:]}; every split needs the same (H, W, C)."
                 )
+        if (
+            isinstance(self.num_classes, bool)
+            or not isinstance(self.num_classes, (int, np.integer))
+            or self.num_classes < 1
+        ):
+            raise ValueError(f"num_classes={self.num_classes!r} must be a positive int.")
+        for split, labels in (
+            ("train", self.train_labels),
+            ("test", self.test_labels),
+            ("validation", self.validation_labels),
+        ):
+            if labels is None or not labels.size:
+                continue
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= self.num_classes:
+                bad = lo if lo < 0 else hi
+                raise ValueError(
+                    f"{split}_labels contains {bad}, outside [0, {self.num_classes}) for "
+                    f"num_classes={self.num_classes}; labels must be class indices "
+                    f"0..{self.num_classes - 1} (fix num_classes or the labels)."
+                )
         if len(self.class_names) != self.num_classes:
             raise ValueError(
                 f"class_names has {len(self.class_names)} names but num_classes="
@@ -342,6 +363,11 @@ def load_dataset(
         raise ValueError(f"name={name!r} must be a non-empty data set name such as 'cifar10'.")
     data_dir = os.fspath(data_dir) if data_dir is not None else default_data_dir()
     data_dir = os.path.expanduser(data_dir)
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(
+            f"data_dir={data_dir!r} is a file, not a folder; pass a folder where TFDS may "
+            "prepare data sets (it is created if missing), e.g. ~/tensorflow_datasets."
+        )
 
     # TFDS is imported here, when data are loaded, so that importing convjax.data (and
     # convjax.train, home of the population and sweep code) needs no TFDS: about 0.5 s

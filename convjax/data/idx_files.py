@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,11 @@ def _missing_message(folder: Path, missing: list[str]) -> str:
 def check_fashion_mnist_files(source_dir: str | os.PathLike | None = None) -> Path:
     """Return the source folder, or raise :class:`DatasetNotFoundError` saying how to get it."""
     folder = fashion_mnist_source_dir(source_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            f"source_dir={str(folder)!r} is a file, not a folder; pass the folder that holds "
+            "the four Fashion-MNIST idx .gz files."
+        )
     names = [name for images, labels, _ in SPLIT_FILES.values() for name in (images, labels)]
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
@@ -92,9 +98,21 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         length does not match the dimensions in the header.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"path={str(path)!r} is a folder; pass one idx file (e.g. "
+            f"train-images-idx3-ubyte.gz inside it)."
+        )
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise ValueError(
+            f"path={str(path)!r} is not a readable gzip file ({type(err).__name__}: {err}); "
+            "the file is truncated or corrupt, reinstall it (apt-get install --reinstall "
+            "dataset-fashion-mnist) or download the original file again."
+        ) from err
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(
             f"path={str(path)!r} is not an unsigned-byte idx file (header {data[:4]!r}); "

@@ -57,6 +57,11 @@ from convjax.functional.init import (
 )
 from convjax.functional.losses import REDUCTIONS, multiclass_hinge_loss, softmax_cross_entropy
 
+# --- normalisation and dropout (normalization.py, dropout.py) ---
+# isort: split
+from convjax.functional.dropout import dropout
+from convjax.functional.normalization import batch_moments, batch_norm
+
 # --- pooling (pooling.py) ---
 from convjax.functional.pooling import (
     adaptive_avg_pool,

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from convjax.functional import _checks
+
 __all__ = [
     "relu",
     "leaky_relu",
@@ -40,14 +42,17 @@ def _check_axis(axis, ndim: int, fn: str) -> int:
 
 def relu(x):
     """``max(x, 0)``; the derivative at 0 is taken as 0 (as in PyTorch and ``jax.nn``)."""
-    x = jnp.asarray(x)
+    x = _checks.as_array(x, "x", "relu")
     # jnp.where rather than jnp.maximum: maximum splits the gradient 0.5/0.5 at a tie.
     return jnp.where(x > 0, x, jnp.zeros_like(x))
 
 
 def leaky_relu(x, negative_slope: float = 0.01):
     """``x`` for ``x > 0``, ``negative_slope * x`` otherwise (PyTorch's default slope 0.01)."""
-    x = jnp.asarray(x)
+    x = _checks.as_array(x, "x", "leaky_relu")
+    negative_slope = _checks.check_number(
+        negative_slope, "negative_slope", "leaky_relu", hint="PyTorch's default is 0.01."
+    )
     return jnp.where(x > 0, x, negative_slope * x)
 
 
@@ -58,7 +63,8 @@ def elu(x, alpha: float = 1.0):
     ``x`` clipped to ``<= 0`` so large positive inputs never overflow and give NaN gradients through
     the unused branch of ``where``.
     """
-    x = jnp.asarray(x)
+    x = _checks.as_array(x, "x", "elu")
+    alpha = _checks.check_number(alpha, "alpha", "elu", hint="The usual value is 1.0.")
     # where, not minimum: minimum splits the gradient 0.5/0.5 at x == 0.
     negative = alpha * jnp.expm1(jnp.where(x > 0, jnp.zeros_like(x), x))
     return jnp.where(x > 0, x, negative)
@@ -79,7 +85,7 @@ def gelu(x, approximate: bool = False):
             f"approximate={approximate!r} must be a bool: False for the exact erf form, "
             f"True for the tanh approximation."
         )
-    x = jnp.asarray(x)
+    x = _checks.as_array(x, "x", "gelu")
     if approximate:
         c = math.sqrt(2.0 / math.pi)
         return 0.5 * x * (1.0 + jnp.tanh(c * (x + 0.044715 * x**3)))
@@ -88,12 +94,12 @@ def gelu(x, approximate: bool = False):
 
 def sigmoid(x):
     """Logistic function ``1 / (1 + exp(-x))`` (``lax.logistic``: no overflow for large |x|)."""
-    return jax.nn.sigmoid(jnp.asarray(x))
+    return jax.nn.sigmoid(_checks.as_array(x, "x", "sigmoid"))
 
 
 def tanh(x):
     """Hyperbolic tangent."""
-    return jnp.tanh(jnp.asarray(x))
+    return jnp.tanh(_checks.as_array(x, "x", "tanh"))
 
 
 def softmax(x, axis: int = -1):
@@ -107,7 +113,7 @@ def softmax(x, axis: int = -1):
       x: input array, e.g. logits of shape ``(..., classes)``.
       axis: the axis that sums to one.
     """
-    x = jnp.asarray(x)
+    x = _checks.as_array(x, "x", "softmax")
     axis = _check_axis(axis, x.ndim, "softmax")
     shifted = x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     e = jnp.exp(shifted)
@@ -121,7 +127,7 @@ def log_softmax(x, axis: int = -1):
     is at least 1, so its log is finite and a very negative logit gives a large negative
     log-probability instead of ``log(0) = -inf``.
     """
-    x = jnp.asarray(x)
+    x = _checks.as_array(x, "x", "log_softmax")
     axis = _check_axis(axis, x.ndim, "log_softmax")
     shifted = x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))

@@ -2,8 +2,9 @@
 
 Layouts: activations channels-last ``(N, *spatial, C)`` by default or
 channels-first ``(N, C, *spatial)`` with ``channels_last=False``; the batch axis is
-optional. Kernels are HWIO: ``(*spatial, C_in / groups, C_out)``; the number of spatial
-dimensions is read from the kernel (``kernel.ndim - 2``).
+optional, and several leading batch axes are folded into one and restored (as in Flax).
+Kernels are HWIO: ``(*spatial, C_in / groups, C_out)``; the number of spatial dimensions is
+read from the kernel (``kernel.ndim - 2``).
 
 ``conv`` computes the cross-correlation that deep-learning libraries call convolution,
 
@@ -33,11 +34,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from convjax.functional import _checks
 from convjax.functional.conv_impls import ConvSpec, get_conv_impl, swap_io, zero_stuff
-from convjax.functional.padding import check_padding_mode, check_pads_fit, pad
+from convjax.functional.padding import check_padding_mode, check_pads_fit, pad, pad_adjoint
 from convjax.functional.shapes import (
     conv_output_size,
     conv_transpose_output_size,
+    effective_kernel_size,
     normalize_tuple,
     resolve_padding,
     spatial_axes,
@@ -59,21 +62,74 @@ def _num_spatial(kernel, op: str) -> int:
     return kernel.ndim - 2
 
 
-def _check_x(x, n: int, kernel, op: str) -> bool:
-    """Return whether ``x`` is batched; raise if its rank does not fit an ``n``-D kernel."""
-    if x.ndim == n + 2:
-        return True
-    if x.ndim == n + 1:
-        return False
-    raise ValueError(
-        f"x.shape={tuple(x.shape)} has rank {x.ndim}, but the {n}-D kernel of shape "
-        f"{tuple(kernel.shape)} needs x of rank {n + 2} (batch, {n} spatial, channels) or "
-        f"{n + 1} (unbatched) in {op}; add or remove axes, or use a kernel with {x.ndim - 2} "
-        f"spatial dimension(s)."
-    )
+_SPATIAL_NAMES = {1: "W", 2: "H, W", 3: "D, H, W"}
 
 
-def _check_groups(groups, c_in: int, kernel) -> int:
+def _layout(n: int, channels_last: bool) -> str:
+    names = _SPATIAL_NAMES[n]
+    return f"(..., {names}, C)" if channels_last else f"(..., C, {names})"
+
+
+def _check_x(x, n: int, kernel, op: str, channels_last: bool = True) -> bool:
+    """Return whether ``x`` is batched; raise if its rank does not fit an ``n``-D kernel.
+
+    Several leading batch axes are folded into one before this check (see
+    :func:`_fold_batch_axes`), so here ``x`` has rank ``n + 1`` or ``n + 2`` or is too small.
+    """
+    if x.ndim not in (n + 1, n + 2):
+        if x.ndim == n:
+            fix = (
+                "x has no channel axis: add one, e.g. x[..., None] for a single channel"
+                if channels_last
+                else "x has no channel axis: add one, e.g. x[None] for a single channel"
+            )
+        else:
+            fix = "add the missing axes, or use a kernel with fewer spatial dimensions"
+        raise ValueError(
+            f"x.shape={tuple(x.shape)} has rank {x.ndim}, but {op} with the {n}-D kernel of "
+            f"shape {tuple(kernel.shape)} needs x of rank >= {n + 1}, laid out "
+            f"{_layout(n, channels_last)} (channels_last={bool(channels_last)}) with any "
+            f"number of leading batch axes; {fix}."
+        )
+    batched = x.ndim == n + 2
+    axes = spatial_axes(x.ndim, n, channels_last)
+    empty = [a for a in axes if x.shape[a] == 0]
+    if empty:
+        raise ValueError(
+            f"x.shape={tuple(x.shape)} has a zero-size spatial axis (axis {empty[0]}, read as "
+            f"{_layout(n, channels_last)} with channels_last={bool(channels_last)}); {op} needs "
+            f"at least one sample along every spatial axis."
+        )
+    return batched
+
+
+def _fold_batch_axes(op):
+    """Let ``op(x, kernel, ...)`` take several leading batch axes, as Flax's layers do.
+
+    ``x`` of shape ``(*lead, *spatial, C)`` (or ``(*lead, C, *spatial)``) with two or more
+    leading axes is reshaped to ``(prod(lead), ...)``, ``op`` runs on that batch, and the
+    result gets ``lead`` back. Unbatched and singly batched inputs go to ``op`` unchanged.
+    """
+
+    @functools.wraps(op)
+    def wrapper(x, kernel, bias=None, **kwargs):
+        name = op.__name__
+        x = _checks.as_array(x, "x", name)
+        kernel = _checks.as_array(kernel, "kernel", name)
+        n = _num_spatial(kernel, name)
+        x, lead = _checks.fold_leading_axes(x, n + 1)
+        y = op(x, kernel, bias, **kwargs)
+        return _checks.unfold_leading_axes(y, lead)
+
+    return wrapper
+
+
+def _check_groups(groups, c_in: int, kernel, layout: str = "", channels_last=True) -> int:
+    """``groups`` as an int; raise if it or the channel counts do not fit.
+
+    ``layout`` (e.g. ``"x.shape=(2, 3, 8, 8) read as (..., H, W, C)"``) is shown with a
+    channel mismatch, so a channels-first array passed as channels-last is recognisable.
+    """
     if isinstance(groups, bool) or not hasattr(groups, "__index__") or int(groups) < 1:
         raise ValueError(f"groups={groups!r} must be an int >= 1; use 1 for a dense convolution.")
     groups = int(groups)
@@ -85,19 +141,25 @@ def _check_groups(groups, c_in: int, kernel) -> int:
             f"{c_out}."
         )
     if kernel.shape[-2] * groups != c_in:
+        shown = f"{layout} has {c_in} input channels" if layout else f"x has {c_in} channels"
+        other = (
+            f" If x is laid out the other way, pass channels_last={not channels_last}."
+            if layout
+            else ""
+        )
         raise ValueError(
             f"kernel.shape={tuple(kernel.shape)} expects {kernel.shape[-2]} * groups = "
-            f"{kernel.shape[-2] * groups} input channels (groups={groups}), but x has {c_in}; "
+            f"{kernel.shape[-2] * groups} input channels (groups={groups}), but {shown}; "
             f"the kernel's second-to-last axis must be in_channels / groups = "
-            f"{c_in // groups}."
+            f"{c_in // groups}.{other}"
         )
     return groups
 
 
-def _check_bias(bias, c_out: int):
+def _check_bias(bias, c_out: int, op: str = "conv"):
     if bias is None:
         return None
-    bias = jnp.asarray(bias)
+    bias = _checks.as_array(bias, "bias", op)
     if bias.shape != (c_out,):
         raise ValueError(
             f"bias.shape={tuple(bias.shape)} must be ({c_out},), one value per output channel "
@@ -120,9 +182,16 @@ def _channel_axis(ndim: int, batched: bool, channels_last: bool) -> int:
     return ndim - 1 if channels_last else (1 if batched else 0)
 
 
+def _channel_info(x, n: int, batched: bool, channels_last: bool) -> tuple[int, str]:
+    """Input channel count and the phrase describing the layout it was read with."""
+    c_in = x.shape[_channel_axis(x.ndim, batched, channels_last)]
+    return c_in, f"x.shape={tuple(x.shape)} read as {_layout(n, channels_last)}"
+
+
 # --------------------------------------------------------------------------- conv
 
 
+@_fold_batch_axes
 def conv(
     x,
     kernel,
@@ -145,7 +214,8 @@ def conv(
     Args:
       x: ``(N, *spatial, C_in)`` or ``(*spatial, C_in)`` (channels-last), or
         ``(N, C_in, *spatial)`` / ``(C_in, *spatial)`` with ``channels_last=False``;
-        1 to 3 spatial dimensions.
+        1 to 3 spatial dimensions. Several leading batch axes ``(..., *spatial, C_in)`` are
+        folded into one and restored, as in Flax.
       kernel: HWIO ``(*F, C_in / groups, C_out)``; its rank (3, 4, 5) sets the number of
         spatial dimensions.
       bias: ``(C_out,)`` or None.
@@ -154,6 +224,8 @@ def conv(
         the high side), ``"SAME_LOWER"`` (extra on the low side), ``"FULL"``, ``"CAUSAL"``
         (all ``F_eff - 1`` before the input, in every dimension), an int, one int per
         dimension, or one ``(lo, hi)`` pair per dimension. Names are case-insensitive.
+        The default is ``"VALID"``, as PyTorch's ``padding=0``; ``flax.nnx.Conv``
+        defaults to ``"SAME"``.
       dilation: D, spacing between kernel taps (>= 1), an int or one per dimension. Any
         stride and dilation may be combined.
       groups: feature groups; ``C_in`` and ``C_out`` must be multiples. ``groups == C_in``
@@ -184,15 +256,15 @@ def conv(
     >>> conv(jnp.ones((7, 7, 3)), jnp.ones((3, 3, 3, 10)), stride=2).shape
     (3, 3, 10)
     """
-    x = jnp.asarray(x)
-    kernel = jnp.asarray(kernel)
     n = _num_spatial(kernel, "conv")
-    batched = _check_x(x, n, kernel, "conv")
-    c_in = x.shape[_channel_axis(x.ndim, batched, channels_last)]
-    groups = _check_groups(groups, c_in, kernel)
+    batched = _check_x(x, n, kernel, "conv", channels_last)
+    c_in, layout = _channel_info(x, n, batched, channels_last)
+    groups = _check_groups(groups, c_in, kernel, layout, channels_last)
     stride = normalize_tuple(stride, n, "stride")
     dilation = normalize_tuple(dilation, n, "dilation")
     padding_mode = check_padding_mode(padding_mode)
+    precision = _checks.check_precision(precision, "conv")
+    preferred_element_type = _checks.check_element_type(preferred_element_type, "conv")
     entry = get_conv_impl(impl)
     in_spatial = tuple(x.shape[a] for a in spatial_axes(x.ndim, n, channels_last))
     kernel_spatial = tuple(kernel.shape[:n])
@@ -292,10 +364,15 @@ def transpose_kernel(kernel, groups: int = 1):
     ``conv_transpose(dy, transpose_kernel(w, g), groups=g, ...)``. Applying it twice
     gives the kernel back.
     """
-    kernel = jnp.asarray(kernel)
+    kernel = _checks.as_array(kernel, "kernel", "transpose_kernel")
     if kernel.ndim < 3:
         raise ValueError(
             f"kernel.shape={tuple(kernel.shape)} must be HWIO with at least one spatial axis."
+        )
+    if isinstance(groups, bool) or not hasattr(groups, "__index__"):
+        raise ValueError(
+            f"groups={groups!r} must be an int >= 1 (the groups of the convolution the kernel "
+            f"belongs to); use groups=1 for a dense convolution."
         )
     groups = int(groups)
     i, o = kernel.shape[-2:]
@@ -306,6 +383,88 @@ def transpose_kernel(kernel, groups: int = 1):
     return swap_io(kernel, groups)
 
 
+def _transpose_sizes(value, n: int, in_spatial) -> tuple[int, ...]:
+    """``output_size`` of :func:`conv_transpose`: one int >= 1 per spatial dimension."""
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        ok = False
+    elif hasattr(value, "__index__"):
+        ok = True
+    else:
+        try:
+            ok = len(value) == n
+        except TypeError:
+            ok = False
+    if not ok:
+        raise ValueError(
+            f"output_size={value!r} must be one int or {n} ints, the spatial size of the "
+            f"result (like PyTorch's ConvTranspose forward(x, output_size)); e.g. "
+            f"output_size={tuple(2 * w for w in in_spatial)!r}. Pass the spatial sizes only, "
+            f"not the batch or channel axes."
+        )
+    return normalize_tuple(value, n, "output_size")
+
+
+def _transpose_padding(
+    padding, output_padding, output_size, in_spatial, kernel_spatial, stride, dilation
+):
+    """Resolve ``conv_transpose``'s padding forms to ``(lo, hi)`` crops and output padding.
+
+    * amounts (PyTorch): ``pads`` as given; ``output_size`` (if any) picks the output
+      padding as PyTorch's ``ConvTranspose.forward(x, output_size)`` does.
+    * ``"SAME"`` / ``"VALID"`` (TensorFlow, Flax): the result is the input gradient of a
+      forward ``conv`` with that padding on an input of size ``output_size``, by default
+      ``W * S`` for SAME and ``W * S + max(F_eff - S, 0)`` for VALID (``lax.conv_transpose``).
+    """
+    n = len(in_spatial)
+    explicit_op = any(output_padding)
+    f_eff = [effective_kernel_size(f, d) for f, d in zip(kernel_spatial, dilation)]
+    if isinstance(padding, str):
+        key = padding.upper()
+        if key not in ("SAME", "VALID"):
+            raise ValueError(
+                f"padding={padding!r} is not a padding name conv_transpose knows; use 'SAME' "
+                f"(output W * S, as TensorFlow and Flax), 'VALID', an int, one int per "
+                f"dimension, or one (lo, hi) pair per dimension (PyTorch's amounts)."
+            )
+        if explicit_op:
+            raise ValueError(
+                f"output_padding={output_padding!r} with padding={padding!r}: a padding name "
+                f"fixes the output size itself; pass output_size=(...) to choose another size, "
+                f"or numeric padding with output_padding."
+            )
+        if output_size is None:
+            target = tuple(
+                w * s + (max(fe - s, 0) if key == "VALID" else 0)
+                for w, s, fe in zip(in_spatial, stride, f_eff)
+            )
+        else:
+            target = _transpose_sizes(output_size, n, in_spatial)
+        pads = resolve_padding(key, target, kernel_spatial, stride, dilation)
+    else:
+        pads = resolve_padding(padding, in_spatial, kernel_spatial, stride, dilation)
+        if output_size is None:
+            return pads, output_padding
+        if explicit_op:
+            raise ValueError(
+                f"output_padding={output_padding!r} and output_size={output_size!r} both set "
+                f"the output size; pass only one of them."
+            )
+        target = _transpose_sizes(output_size, n, in_spatial)
+    smallest = tuple(
+        (w - 1) * s - lo - hi + fe for w, s, (lo, hi), fe in zip(in_spatial, stride, pads, f_eff)
+    )
+    largest = tuple(m + max(s, d) - 1 for m, s, d in zip(smallest, stride, dilation))
+    if any(not lo <= t <= hi for t, lo, hi in zip(target, smallest, largest)):
+        raise ValueError(
+            f"output_size={tuple(target)!r} cannot be reached from an input of spatial size "
+            f"{tuple(in_spatial)} with padding={padding!r}, stride={tuple(stride)}, "
+            f"dilation={tuple(dilation)}: valid sizes range from {smallest} to {largest}; "
+            f"pick a size in that range (or change the stride or padding)."
+        )
+    return pads, tuple(t - m for t, m in zip(target, smallest))
+
+
+@_fold_batch_axes
 def conv_transpose(
     x,
     kernel,
@@ -314,8 +473,10 @@ def conv_transpose(
     stride=1,
     padding=0,
     output_padding=0,
+    output_size=None,
     dilation=1,
     groups=1,
+    padding_mode="zeros",
     channels_last=True,
     impl="lax",
     precision=None,
@@ -324,54 +485,85 @@ def conv_transpose(
     """Transposed convolution with PyTorch's ``ConvTranspose{1,2,3}d`` semantics.
 
     ``conv_transpose(dy, transpose_kernel(w, g), stride=S, padding=P, dilation=D, groups=g,
-    output_padding=op)`` is the gradient of ``conv(x, w, stride=S, padding=P, dilation=D,
-    groups=g)`` with respect to ``x``; ``op`` picks which of the ``S`` input sizes that map to
-    the same output size is produced.
+    output_padding=op, padding_mode=m)`` is the gradient of ``conv(x, w, stride=S,
+    padding=P, dilation=D, groups=g, padding_mode=m)`` with respect to ``x``; ``op`` picks
+    which of the ``S`` input sizes that map to the same output size is produced.
 
     Args:
-      x: ``(N, *spatial, C_in)`` / ``(*spatial, C_in)``, or channels-first.
+      x: ``(N, *spatial, C_in)`` / ``(*spatial, C_in)``, or channels-first; several
+        leading batch axes are folded into one and restored, as in Flax.
       kernel: ``(*F, C_in / groups, C_out)``, HWIO of this op (``C_in`` = channels of
-        ``x``). From a PyTorch weight ``(C_in, C_out / groups, *F)`` use
+        ``x``), used as the *gradient* of a convolution uses it: spatially flipped. From a
+        PyTorch weight ``(C_in, C_out / groups, *F)`` use
         :func:`convjax.interop.conv_transpose_weight_from_torch`.
       bias: ``(C_out,)`` or None.
       stride: S (>= 1), int or per dimension: ``S - 1`` zeros go between input samples.
       padding: P, an int, one int per dimension, or ``(lo, hi)`` pairs: the amount removed
-        from each side of the full transposed output (the padding of the forward conv).
-        Padding names such as ``"SAME"`` are refused: PyTorch has none for this op.
-      output_padding: extra size on the high side, >= 0 and < max(S, D) per dimension.
+        from each side of the full transposed output (the padding of the forward conv,
+        PyTorch's meaning; default 0). Or ``"SAME"`` / ``"VALID"`` with TensorFlow's and
+        Flax's meaning: ``"SAME"`` gives spatial size ``W * S``, ``"VALID"`` gives
+        ``W * S + max(F_eff - S, 0)``; the result is the gradient of a ``conv`` with that
+        padding name on an input of that size.
+      output_padding: extra size on the high side, >= 0 and < max(S, D) per dimension
+        (numeric padding only).
+      output_size: the spatial size of the result, one int per dimension (or one for
+        all), instead of ``output_padding``: as PyTorch's ``ConvTranspose.forward(x,
+        output_size)``, it picks the output padding; with ``"SAME"``/``"VALID"`` it is the
+        size of the forward convolution's input (TensorFlow's ``output_shape``).
       dilation: D (>= 1), kernel dilation.
       groups: feature groups; ``C_in`` and ``C_out`` must be multiples.
+      padding_mode: ``"zeros"`` (default: the padding is cropped, PyTorch's only mode),
+        ``"circular"``, ``"reflect"`` or ``"replicate"``: the gradient of ``conv`` with
+        that mode, so the samples the forward padding copied are folded back (added) onto
+        the samples they copy; circular is Flax's ``padding="CIRCULAR"`` (see below).
       channels_last, impl, precision, preferred_element_type: as for :func:`conv`; every
         implementation runs on the explicitly zero-stuffed input.
 
     Returns:
       Spatial size ``(W - 1) * S - P_lo - P_hi + D * (F - 1) + output_padding + 1``
-      (:func:`convjax.functional.shapes.conv_transpose_output_size`).
+      (:func:`convjax.functional.shapes.conv_transpose_output_size`), or ``output_size``.
+
+    Porting a Flax or Equinox transposed kernel: both slide the kernel *unflipped* over the
+    zero-stuffed input (Flax's default ``transpose_kernel=False``), while this op, like
+    PyTorch and TensorFlow, uses it as a convolution's gradient does, flipped. Flax's kernel
+    is already ``(*F, C_in, C_out)``; Equinox's weight is ``(C_out, C_in, *F)``::
+
+        kernel = flax_kernel[::-1, ::-1]                                  # 2-D, Flax
+        kernel = jnp.transpose(eqx_weight, (2, 3, 1, 0))[::-1, ::-1]      # 2-D, Equinox
+
+    Flax's ``ConvTranspose(..., padding="SAME")`` is then ``conv_transpose(x, kernel,
+    stride=S, padding="SAME")``; Equinox's padding and output padding have PyTorch's
+    meaning and port unchanged.
     """
-    x = jnp.asarray(x)
-    kernel = jnp.asarray(kernel)
     n = _num_spatial(kernel, "conv_transpose")
-    batched = _check_x(x, n, kernel, "conv_transpose")
-    c_in = x.shape[_channel_axis(x.ndim, batched, channels_last)]
-    groups = _check_groups(groups, c_in, kernel)
+    batched = _check_x(x, n, kernel, "conv_transpose", channels_last)
+    c_in, layout = _channel_info(x, n, batched, channels_last)
+    groups = _check_groups(groups, c_in, kernel, layout, channels_last)
     stride = normalize_tuple(stride, n, "stride")
     dilation = normalize_tuple(dilation, n, "dilation")
     output_padding = normalize_tuple(output_padding, n, "output_padding", minimum=0)
-    if isinstance(padding, str):
-        raise ValueError(
-            f"padding={padding!r}: conv_transpose takes PyTorch-style amounts (an int, one int "
-            f"per dimension, or one (lo, hi) pair per dimension), not padding names; pass the "
-            f"padding of the forward convolution as numbers."
-        )
+    padding_mode = check_padding_mode(padding_mode)
+    precision = _checks.check_precision(precision, "conv_transpose")
+    preferred_element_type = _checks.check_element_type(preferred_element_type, "conv_transpose")
     entry = get_conv_impl(impl)
     in_spatial = tuple(x.shape[a] for a in spatial_axes(x.ndim, n, channels_last))
     kernel_spatial = tuple(kernel.shape[:n])
-    pads = resolve_padding(padding, in_spatial, kernel_spatial, stride, dilation)
-    for w, f, s, p, d, op in zip(
-        in_spatial, kernel_spatial, stride, pads, dilation, output_padding
-    ):
+    pads, output_padding = _transpose_padding(
+        padding, output_padding, output_size, in_spatial, kernel_spatial, stride, dilation
+    )
+    out_spatial = tuple(
         conv_transpose_output_size(w, f, s, p, d, op)  # validates output_padding and padding
-    bias = _check_bias(bias, kernel.shape[-1])
+        for w, f, s, p, d, op in zip(
+            in_spatial, kernel_spatial, stride, pads, dilation, output_padding
+        )
+    )
+    check_pads_fit(pads, out_spatial, padding_mode, "padding", padding)
+    bias = _check_bias(bias, kernel.shape[-1], "conv_transpose")
+    # A non-zero mode: the transposed convolution without cropping, then the padding's
+    # adjoint folds the border back (pad_adjoint; for zeros that is the crop itself).
+    mode_pads = None
+    if padding_mode != "zeros":
+        mode_pads, pads = pads, ((0, 0),) * n
 
     dtype = jnp.result_type(x, kernel)
     spec = ConvSpec(
@@ -391,16 +583,21 @@ def conv_transpose(
         (d * (f - 1) - lo, d * (f - 1) - hi + op)
         for f, d, (lo, hi), op in zip(kernel_spatial, dilation, pads, output_padding)
     )
-    return _conv_transpose_core(
+    y = _conv_transpose_core(
         x.astype(dtype),
         kernel.astype(dtype),
-        bias,
+        bias if mode_pads is None else None,
         spec=spec,
         impl=impl,
         stride=stride,
         lax_pads=lax_pads,
         batched=batched,
     )
+    if mode_pads is None:
+        return y
+    # The bias is added after folding: the border copies carry no bias of their own.
+    y = pad_adjoint(y, mode_pads, padding_mode, channels_last)
+    return _add_bias(y, bias, n, bool(channels_last))
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "impl", "stride", "lax_pads", "batched"))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from convjax.functional import _checks
+
 __all__ = ["dense", "flatten"]
 
 
@@ -40,6 +42,12 @@ def dense(x, kernel, bias=None, *, precision=None, preferred_element_type=None):
     >>> dense(jnp.ones((2, 3)), jnp.ones((3, 4))).shape
     (2, 4)
     """
+    x = _checks.as_array(x, "x", "dense")
+    kernel = _checks.as_array(kernel, "kernel", "dense")
+    if bias is not None:
+        bias = _checks.as_array(bias, "bias", "dense")
+    precision = _checks.check_precision(precision, "dense")
+    preferred_element_type = _checks.check_element_type(preferred_element_type, "dense")
     x_shape, k_shape = _shape(x), _shape(kernel)
     if len(k_shape) != 2:
         raise ValueError(

@@ -1,8 +1,10 @@
-"""Classification losses on integer labels: softmax cross-entropy and the multiclass SVM loss.
+"""Classification losses: softmax cross-entropy and the multiclass SVM loss.
 
 Both take scores (logits) of shape ``(..., classes)`` (class axis last, channels-last like
 the rest of convjax) and integer labels of shape ``(...)``, and reduce with
-``reduction="mean"`` (default), ``"sum"`` or ``"none"``.
+``reduction="mean"`` (default), ``"sum"`` or ``"none"``. ``softmax_cross_entropy`` also
+takes soft targets: a probability row per example, shape ``(..., classes)``, as
+``optax.softmax_cross_entropy`` does (mixup, distillation, one-hot labels).
 
 Labels outside ``[0, classes)``: when the labels are concrete (not traced) this is a
 ``ValueError`` before anything runs. Under ``jax.jit``/``vmap``/``grad`` with traced labels
@@ -17,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from convjax.functional import _checks
 from convjax.functional.activations import log_softmax
 
 __all__ = ["softmax_cross_entropy", "multiclass_hinge_loss", "REDUCTIONS"]
@@ -26,8 +29,8 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def _check_inputs(scores, labels, fn: str, scores_name: str):
-    scores = jnp.asarray(scores)
-    labels = labels if isinstance(labels, jax.Array) else jnp.asarray(labels)
+    scores = _checks.as_array(scores, scores_name, fn)
+    labels = _checks.as_array(labels, "labels", fn)
     if scores.ndim < 1:
         raise ValueError(
             f"{scores_name}.shape={scores.shape} must be (..., classes) with at least one "
@@ -39,9 +42,15 @@ def _check_inputs(scores, labels, fn: str, scores_name: str):
             f"cast with .astype(jnp.float32)."
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
+        soft = (
+            "; soft targets (one probability row per example) need shape "
+            f"{scores_name}.shape={tuple(scores.shape)}"
+            if fn == "softmax_cross_entropy"
+            else "; for one-hot targets take argmax(-1)"
+        )
         raise ValueError(
-            f"labels.dtype={labels.dtype} must be an integer dtype (class indices) for {fn}; "
-            f"for one-hot or soft targets take argmax or use optax.softmax_cross_entropy."
+            f"labels.dtype={labels.dtype} must be an integer dtype (class indices; "
+            f"labels.shape={tuple(labels.shape)}) for {fn}{soft}."
         )
     if labels.shape != scores.shape[:-1]:
         raise ValueError(
@@ -66,8 +75,53 @@ def _check_inputs(scores, labels, fn: str, scores_name: str):
     return scores, labels
 
 
+def _check_soft_targets(logits, targets):
+    """Soft targets: floats of the logits' shape, each row a probability distribution."""
+    if logits.ndim < 1:
+        raise ValueError(
+            f"logits.shape={logits.shape} must be (..., classes) with at least one axis for "
+            f"softmax_cross_entropy."
+        )
+    if targets.shape == logits.shape[:-1]:
+        raise ValueError(
+            f"labels.dtype={targets.dtype} must be an integer dtype for class indices of shape "
+            f"{tuple(targets.shape)}; cast them with .astype(jnp.int32), or pass soft targets "
+            f"(one probability row per example) of the logits' shape {tuple(logits.shape)}."
+        )
+    if targets.shape != logits.shape:
+        raise ValueError(
+            f"labels.shape={tuple(targets.shape)} with dtype {targets.dtype}: soft targets "
+            f"need one probability row per example, the shape of logits "
+            f"{tuple(logits.shape)}; integer class indices need shape "
+            f"{tuple(logits.shape[:-1])}."
+        )
+    if logits.shape[-1] < 1:
+        raise ValueError(f"logits.shape={logits.shape} has no classes on its last axis.")
+    if isinstance(targets, jax.core.Tracer) or not targets.size:
+        return
+    t = np.asarray(targets, np.float64)
+    if not np.all(np.isfinite(t)) or t.min() < 0:
+        bad = t[~np.isfinite(t) | (t < 0)].flat[0]
+        raise ValueError(
+            f"labels (soft targets) contains {bad:g}; every entry must be a probability >= 0 "
+            f"(pass integer class indices, or e.g. jax.nn.one_hot(y, classes))."
+        )
+    # A row sum off by more than rounding is a mistake (logits or percentages passed as
+    # targets). Rounding: C entries each within eps/2 of their value, summed, can be off by
+    # about C * eps (float32, 10 classes: 1.2e-6; bfloat16, 10 classes: 0.08); 1e-4 at least.
+    tol = max(1e-4, logits.shape[-1] * float(jnp.finfo(targets.dtype).eps))
+    sums = t.sum(axis=-1)
+    worst = np.unravel_index(np.argmax(np.abs(sums - 1.0)), sums.shape)
+    if abs(sums[worst] - 1.0) > tol:
+        raise ValueError(
+            f"labels (soft targets) row {tuple(int(i) for i in worst)} sums to "
+            f"{sums[worst]:.6g}, not 1; each row must be a probability distribution over the "
+            f"{logits.shape[-1]} classes (normalise it, e.g. t / t.sum(-1, keepdims=True))."
+        )
+
+
 def _check_reduction(reduction):
-    if reduction not in REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(
             f"reduction={reduction!r} is not known; use one of {', '.join(map(repr, REDUCTIONS))}."
         )
@@ -87,17 +141,38 @@ def _mark_out_of_range(loss, labels, num_classes: int):
     return jnp.where(valid, loss, jnp.nan)
 
 
+def _check_smoothing(label_smoothing) -> float:
+    return _checks.check_number(
+        label_smoothing,
+        "label_smoothing",
+        "softmax_cross_entropy",
+        minimum=0.0,
+        maximum=1.0,
+        allow_traced=False,
+        hint="0 disables it, 0.1 is a common choice.",
+    )
+
+
 def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0, reduction="mean"):
-    """Cross-entropy between ``softmax(logits)`` and integer class labels.
+    """Cross-entropy between ``softmax(logits)`` and integer labels or soft targets.
 
-    With label smoothing ``eps`` the target distribution is ``(1 - eps) * onehot(y) + eps / C``
-    (PyTorch's ``F.cross_entropy(..., label_smoothing=eps)``), so per example
+    With integer labels ``y`` the target is the one-hot row of ``y``; soft targets ``t``
+    (floats of the logits' shape, each row a probability distribution, as
+    ``optax.softmax_cross_entropy`` takes them) are used as given. Per example
 
-        loss = (1 - eps) * (-log p_y) + eps * mean_j(-log p_j),   p = softmax(logits).
+        loss = -sum_j t_j log p_j,   p = softmax(logits).
+
+    Label smoothing ``eps`` replaces the target by ``(1 - eps) * t + eps / C``, for integer
+    labels (PyTorch's ``F.cross_entropy(..., label_smoothing=eps)``) and soft targets alike
+    (PyTorch's rule for probability targets, and ``optax.smooth_labels(t, eps)``), so
+
+        loss = (1 - eps) * (-sum_j t_j log p_j) + eps * mean_j(-log p_j).
 
     Args:
       logits: unnormalised scores, shape ``(..., C)``.
-      labels: integer class indices, shape ``(...)``, values in ``[0, C)``.
+      labels: integer class indices of shape ``(...)``, values in ``[0, C)``; or soft
+        targets, floats of shape ``(..., C)`` whose rows are non-negative and sum to 1
+        (checked when concrete).
       label_smoothing: ``eps`` in ``[0, 1]``.
       reduction: ``"mean"`` over every example, ``"sum"``, or ``"none"`` (shape ``(...)``).
 
@@ -109,24 +184,36 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0, reduc
     >>> import jax.numpy as jnp
     >>> float(softmax_cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3])))  # log 4
     1.3862943649291992
+    >>> float(softmax_cross_entropy(jnp.zeros((1, 4)), jnp.array([[0.5, 0.5, 0.0, 0.0]])))
+    1.3862943649291992
     """
     _check_reduction(reduction)
-    if isinstance(label_smoothing, bool) or not (0.0 <= float(label_smoothing) <= 1.0):
-        raise ValueError(
-            f"label_smoothing={label_smoothing!r} must be a number in [0, 1]; 0 disables it, "
-            f"0.1 is a common choice."
+    eps = _check_smoothing(label_smoothing)
+    logits_arr = _checks.as_array(logits, "logits", "softmax_cross_entropy")
+    labels_arr = _checks.as_array(labels, "labels", "softmax_cross_entropy")
+    soft = jnp.issubdtype(labels_arr.dtype, jnp.floating)
+    if soft:
+        if not jnp.issubdtype(logits_arr.dtype, jnp.floating):
+            raise ValueError(
+                f"logits.dtype={logits_arr.dtype} must be floating point for "
+                f"softmax_cross_entropy; cast with .astype(jnp.float32)."
+            )
+        _check_soft_targets(logits_arr, labels_arr)
+        logp = log_softmax(logits_arr, axis=-1)
+        targets = labels_arr.astype(logp.dtype)
+    else:
+        logits_arr, labels_arr = _check_inputs(
+            logits_arr, labels_arr, "softmax_cross_entropy", "logits"
         )
-    logits, labels = _check_inputs(logits, labels, "softmax_cross_entropy", "logits")
-    num_classes = logits.shape[-1]
-    logp = log_softmax(logits, axis=-1)
-    onehot = jax.nn.one_hot(labels, num_classes, dtype=logp.dtype)
-    nll = -jnp.sum(onehot * logp, axis=-1)
-    if label_smoothing:
-        eps = float(label_smoothing)
+        logp = log_softmax(logits_arr, axis=-1)
+        targets = jax.nn.one_hot(labels_arr, logits_arr.shape[-1], dtype=logp.dtype)
+    nll = -jnp.sum(targets * logp, axis=-1)
+    if eps:
         loss = (1.0 - eps) * nll + eps * (-jnp.mean(logp, axis=-1))
     else:
         loss = nll
-    loss = _mark_out_of_range(loss, labels, num_classes)
+    if not soft:
+        loss = _mark_out_of_range(loss, labels_arr, logits_arr.shape[-1])
     return _reduce(loss, reduction)
 
 
@@ -155,10 +242,14 @@ def multiclass_hinge_loss(scores, labels, margin: float = 1.0, *, reduction="mea
     2.9000000953674316
     """
     _check_reduction(reduction)
-    if isinstance(margin, bool) or not float(margin) >= 0.0:
-        raise ValueError(
-            f"margin={margin!r} must be a number >= 0 (the SVM's Delta); 1.0 is the usual value."
-        )
+    margin = _checks.check_number(
+        margin,
+        "margin",
+        "multiclass_hinge_loss",
+        minimum=0.0,
+        allow_traced=False,
+        hint="It is the SVM's Delta; 1.0 is the usual value.",
+    )
     scores, labels = _check_inputs(scores, labels, "multiclass_hinge_loss", "scores")
     num_classes = scores.shape[-1]
     onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.bool_)

@@ -25,12 +25,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from convjax.functional.shapes import spatial_axes
 
-__all__ = ["PADDING_MODES", "pad", "check_padding_mode", "check_pads_fit"]
+__all__ = [
+    "PADDING_MODES",
+    "pad",
+    "pad_adjoint",
+    "check_padding_mode",
+    "check_pads_fit",
+    "source_indices",
+]
 
 #: Padding modes understood by :func:`pad` and ``conv(padding_mode=...)`` (PyTorch's names).
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -95,7 +103,7 @@ def check_pads_fit(
             )
 
 
-def _source_indices(size: int, lo: int, hi: int, mode: str) -> np.ndarray:
+def source_indices(size: int, lo: int, hi: int, mode: str) -> np.ndarray:
     """Index into the unpadded axis for every position of the padded axis."""
     idx = np.arange(-lo, size + hi)
     if mode == "replicate":
@@ -115,7 +123,7 @@ def pad(x, pads, mode: str = "zeros", channels_last: bool = True):
     Args:
       x: array of shape ``(N, *spatial, C)`` or ``(*spatial, C)`` when ``channels_last``,
         else ``(N, C, *spatial)`` or ``(C, *spatial)``. The number of spatial
-        dimensions is ``len(pads)``; a leading batch dimension is optional.
+        dimensions is ``len(pads)``; leading batch axes are optional (any number).
       pads: one ``(lo, hi)`` pair of non-negative ints per spatial dimension (use
         ``shapes.resolve_padding`` to turn ``"SAME"`` etc. into pairs).
       mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"`` (see the module
@@ -137,10 +145,11 @@ def pad(x, pads, mode: str = "zeros", channels_last: bool = True):
     pairs = _normalize_pads(pads, "pads")
     n = len(pairs)
     x = jnp.asarray(x)
-    if x.ndim not in (n + 1, n + 2):
+    if x.ndim < n + 1:
         raise ValueError(
             f"x.shape={tuple(x.shape)} does not fit {n} spatial dimension(s) from pads={pads!r}; "
-            f"x needs rank {n + 1} (unbatched) or {n + 2} (batched) with one channel axis."
+            f"x needs rank >= {n + 1}: one channel axis, {n} spatial axes and any number of "
+            f"leading batch axes."
         )
     axes = spatial_axes(x.ndim, n, channels_last)
     in_spatial = [x.shape[a] for a in axes]
@@ -152,5 +161,63 @@ def pad(x, pads, mode: str = "zeros", channels_last: bool = True):
         return jnp.pad(x, widths)
     for a, (lo, hi), w in zip(axes, pairs, in_spatial):
         if lo or hi:
-            x = jnp.take(x, _source_indices(w, lo, hi, mode), axis=a)
+            x = jnp.take(x, source_indices(w, lo, hi, mode), axis=a)
     return x
+
+
+def pad_adjoint(y, pads, mode: str = "zeros", channels_last: bool = True):
+    """The adjoint (transpose) of :func:`pad`: fold a padded array back to the input size.
+
+    ``pad`` is linear, ``x -> P x``; this computes ``P^T y``: each padded sample's value is
+    added onto the input sample it copies (for ``"zeros"``, padding copies nothing and this
+    is a crop). So ``<pad(x), y> == <x, pad_adjoint(y)>`` for every ``x`` and ``y``, and the
+    gradient of a padded convolution w.r.t. its input is ``pad_adjoint`` of the gradient
+    w.r.t. the padded input; :func:`convjax.functional.conv_transpose` uses it for its
+    ``padding_mode``.
+
+    Args:
+      y: an array shaped like ``pad``'s result (spatial sizes ``W + lo + hi``), batched or
+        unbatched, in either layout.
+      pads: the ``(lo, hi)`` pairs given to ``pad``.
+      mode, channels_last: as for :func:`pad`.
+
+    Returns:
+      ``y`` folded to spatial sizes ``W``.
+
+    >>> import jax.numpy as jnp
+    >>> pad_adjoint(jnp.ones((6, 1)), [(2, 0)], "circular")[:, 0]  # 2 copies of the tail
+    Array([1., 1., 2., 2.], dtype=float32)
+    """
+    mode = check_padding_mode(mode, "mode")
+    pairs = _normalize_pads(pads, "pads")
+    n = len(pairs)
+    y = jnp.asarray(y)
+    if y.ndim < n + 1:
+        raise ValueError(
+            f"y.shape={tuple(y.shape)} does not fit {n} spatial dimension(s) from pads={pads!r}; "
+            f"y needs rank >= {n + 1}: one channel axis, {n} spatial axes and any number of "
+            f"leading batch axes."
+        )
+    axes = spatial_axes(y.ndim, n, channels_last)
+    for a, (lo, hi) in zip(axes, pairs):
+        size = y.shape[a] - lo - hi
+        if size < 1:
+            raise ValueError(
+                f"y.shape={tuple(y.shape)} has size {y.shape[a]} on axis {a}, not more than the "
+                f"padding ({lo}, {hi}) there; pass the padded array and the pads it was padded "
+                f"with."
+            )
+    in_spatial = [y.shape[a] - lo - hi for a, (lo, hi) in zip(axes, pairs)]
+    check_pads_fit(pairs, in_spatial, mode, "pads", pads)
+    for a, (lo, hi), w in zip(axes, pairs, in_spatial):
+        if not (lo or hi):
+            continue
+        if mode == "zeros":
+            y = jax.lax.slice_in_dim(y, lo, lo + w, axis=a)
+            continue
+        # Scatter-add: every padded position adds onto its source (repeated sources add up).
+        shape = list(y.shape)
+        shape[a] = w
+        index = (slice(None),) * a + (source_indices(w, lo, hi, mode),)
+        y = jnp.zeros(shape, y.dtype).at[index].add(y)
+    return y

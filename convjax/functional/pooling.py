@@ -2,7 +2,10 @@
 
 Every function works on 1, 2 or 3 spatial dimensions, channels-last (``(N, *spatial, C)``,
 the default) or channels-first (``channels_last=False``: ``(N, C, *spatial)``), batched or
-unbatched (drop ``N``), and under ``jax.jit``, ``jax.vmap`` and ``jax.grad``.
+unbatched (drop ``N``) or with several leading batch axes (``(..., *spatial, C)``, as in
+Flax), and under ``jax.jit``, ``jax.vmap`` and ``jax.grad``. The windowed pools take a
+``padding_mode`` as :func:`convjax.functional.conv` does (``"reflect"``, ``"replicate"``,
+``"circular"``; the default ``"zeros"`` is the reduction's neutral padding).
 
 How many spatial dimensions? A tuple ``window`` (or ``output_size``) says it by its length:
 ``max_pool(x, (2, 2))`` is a 2-D pool. A single int is ambiguous (a rank-4 array is a batch
@@ -38,6 +41,7 @@ import numpy as np
 from jax import lax
 
 from convjax.functional import pooling_core as core
+from convjax.functional.padding import check_padding_mode, check_pads_fit, pad, source_indices
 from convjax.functional.shapes import normalize_tuple, resolve_padding, spatial_axes
 
 __all__ = [
@@ -54,13 +58,41 @@ __all__ = [
 ]
 
 
-def _setup(x, window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims, fn):
+def _setup(
+    x,
+    window,
+    stride,
+    padding,
+    dilation,
+    ceil_mode,
+    channels_last,
+    num_spatial_dims,
+    fn,
+    padding_mode="zeros",
+):
+    """Checked input and geometry; a non-zero ``padding_mode`` pads ``x`` here.
+
+    Returns ``(x, geom, mode_pads)``: with ``padding_mode`` other than ``"zeros"`` the
+    input comes back already padded (reflect/replicate/circular samples are data, so the
+    pool then runs with no padding of its own) and ``mode_pads`` holds the pairs used.
+    """
     n = core.spatial_rank(window, num_spatial_dims, "window")
     x = core.check_input(x, n, channels_last, fn)
+    padding_mode = check_padding_mode(padding_mode)
+    mode_pads = None
+    if padding_mode != "zeros":
+        window_t = normalize_tuple(window, n, "window")
+        stride_t = window_t if stride is None else normalize_tuple(stride, n, "stride")
+        dilation_t = normalize_tuple(dilation, n, "dilation")
+        in_spatial = tuple(int(x.shape[a]) for a in spatial_axes(x.ndim, n, channels_last))
+        mode_pads = resolve_padding(padding, in_spatial, window_t, stride_t, dilation_t)
+        check_pads_fit(mode_pads, in_spatial, padding_mode, "padding", padding)
+        x = pad(x, mode_pads, padding_mode, channels_last)
+        padding = 0
     geom = core.make_geometry(
         x, window, stride, padding, dilation, ceil_mode, channels_last, n, fn=fn
     )
-    return x, geom
+    return x, geom, (None if mode_pads is None else (padding_mode, mode_pads))
 
 
 def max_pool(
@@ -72,6 +104,7 @@ def max_pool(
     dilation=1,
     ceil_mode: bool = False,
     return_indices: bool = False,
+    padding_mode: str = "zeros",
     channels_last: bool = True,
     num_spatial_dims: int | None = None,
 ):
@@ -79,9 +112,11 @@ def max_pool(
 
     Args:
       x: ``(N, *spatial, C)`` or ``(*spatial, C)`` (channels-first: ``(N, C, *spatial)`` or
-        ``(C, *spatial)``), float or integer.
+        ``(C, *spatial)``), float or integer; any number of leading batch axes.
       window: window size F; a tuple gives the number of spatial dimensions.
-      stride: S; defaults to ``window`` (non-overlapping windows).
+      stride: S; defaults to ``window`` (non-overlapping windows), as in PyTorch and Keras.
+        Flax's ``max_pool``/``avg_pool`` (``flax.linen`` and ``flax.nnx``) default to a
+        stride of 1 instead: pass ``strides`` explicitly when porting from Flax.
       padding: int, one int per dimension, ``(lo, hi)`` pairs, or a name such as ``"VALID"``
         or ``"SAME"``; padded elements are ``-inf`` and never win.
       dilation: spacing between window taps, ``F_eff = dilation * (F - 1) + 1``.
@@ -89,6 +124,10 @@ def max_pool(
       return_indices: also return, for every output, the flat index of the winning element
         inside its channel's unpadded spatial block (PyTorch's indices, e.g. ``h * W + w``
         for 2-D), for :func:`max_unpool`.
+      padding_mode: ``"zeros"`` (default: the reduction's neutral padding, ``-inf`` here,
+        so a padded sample never wins), or ``"reflect"``, ``"replicate"``, ``"circular"``
+        as for :func:`convjax.functional.conv`: the padded samples are copies of the input
+        and take part like any other (an index then names the input sample copied).
       channels_last: layout of ``x``.
       num_spatial_dims: needed when ``window`` is a single int.
 
@@ -103,11 +142,41 @@ def max_pool(
     array([[ 5.,  7.],
            [13., 15.]], dtype=float32)
     """
-    x, geom = _setup(
-        x, window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims, "max_pool"
+    x, geom, mode_pads = _setup(
+        x,
+        window,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        channels_last,
+        num_spatial_dims,
+        "max_pool",
+        padding_mode,
     )
     core.lowest_value(x.dtype)  # rejects non-numeric dtypes before tracing
-    return _max_pool_impl(x, geom, bool(return_indices))
+    out = _max_pool_impl(x, geom, bool(return_indices))
+    if not return_indices or mode_pads is None:
+        return out
+    return out[0], _source_flat_indices(out[1], geom, *mode_pads)
+
+
+def _source_flat_indices(idx, geom, mode: str, pads):
+    """Map flat indices into the mode-padded input to the input samples they copy."""
+    padded = geom.in_spatial
+    coords, inner = [], 1
+    for w in reversed(padded):
+        coords.append((idx // inner) % w)
+        inner *= w
+    coords.reverse()
+    flat, inner = jnp.zeros_like(idx), 1
+    for d in reversed(range(len(padded))):
+        lo, hi = pads[d]
+        w = padded[d] - lo - hi
+        table = jnp.asarray(source_indices(w, lo, hi, mode), idx.dtype)
+        flat = flat + jnp.take(table, coords[d]) * inner
+        inner *= w
+    return flat
 
 
 # Each pool is jitted with its static geometry: an eager call compiles one program instead
@@ -130,6 +199,7 @@ def min_pool(
     *,
     dilation=1,
     ceil_mode: bool = False,
+    padding_mode: str = "zeros",
     channels_last: bool = True,
     num_spatial_dims: int | None = None,
 ):
@@ -138,7 +208,8 @@ def min_pool(
     Arguments and shapes as :func:`max_pool`. Float inputs only (negating the smallest
     integer overflows).
     """
-    x = jnp.asarray(x)
+    n = core.spatial_rank(window, num_spatial_dims, "window")
+    x = core.check_input(x, n, channels_last, "min_pool")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"x has dtype {x.dtype}; min_pool needs floats, cast x to float.")
     return -max_pool(
@@ -148,6 +219,7 @@ def min_pool(
         padding,
         dilation=dilation,
         ceil_mode=ceil_mode,
+        padding_mode=padding_mode,
         channels_last=channels_last,
         num_spatial_dims=num_spatial_dims,
     )
@@ -161,12 +233,25 @@ def sum_pool(
     *,
     dilation=1,
     ceil_mode: bool = False,
+    padding_mode: str = "zeros",
     channels_last: bool = True,
     num_spatial_dims: int | None = None,
 ):
-    """Sum over each window; padding is zeros. Arguments and shapes as :func:`max_pool`."""
-    x, geom = _setup(
-        x, window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims, "sum_pool"
+    """Sum over each window; padding is zeros (or ``padding_mode``'s copies of the input).
+
+    Arguments and shapes as :func:`max_pool`.
+    """
+    x, geom, _ = _setup(
+        x,
+        window,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        channels_last,
+        num_spatial_dims,
+        "sum_pool",
+        padding_mode,
     )
     return _sum_pool_impl(x, geom)
 
@@ -207,6 +292,7 @@ def avg_pool(
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     divisor_override: int | None = None,
+    padding_mode: str = "zeros",
     channels_last: bool = True,
     num_spatial_dims: int | None = None,
 ):
@@ -219,12 +305,24 @@ def avg_pool(
         padding (True, PyTorch's default) or inside the input only (False, TensorFlow's
         ``SAME`` average). Taps that ``ceil_mode`` places past the padding never count.
       divisor_override: divide every window sum by this positive int instead.
+      padding_mode: ``"zeros"`` (default), or ``"reflect"``, ``"replicate"``,
+        ``"circular"``: padded samples are copies of the input, so they always count
+        (``count_include_pad`` then only affects ``ceil_mode`` windows past the padding).
 
     Returns:
       ``y`` with the output spatial sizes, same dtype as ``x`` (floats).
     """
-    x, geom = _setup(
-        x, window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims, "avg_pool"
+    x, geom, _ = _setup(
+        x,
+        window,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        channels_last,
+        num_spatial_dims,
+        "avg_pool",
+        padding_mode,
     )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"x has dtype {x.dtype}; avg_pool needs floats, cast x to float.")
@@ -249,6 +347,7 @@ def lp_pool(
     p: float = 2.0,
     dilation=1,
     ceil_mode: bool = False,
+    padding_mode: str = "zeros",
     channels_last: bool = True,
     num_spatial_dims: int | None = None,
 ):
@@ -269,7 +368,7 @@ def lp_pool(
 
     Args:
       p: the power, a finite number > 0.
-      Other arguments as :func:`max_pool`.
+      Other arguments as :func:`max_pool` (``padding_mode`` too: zeros or copies of x).
     """
     if isinstance(p, bool) or not isinstance(p, int | float | np.floating | np.integer):
         raise ValueError(f"p={p!r} must be a number > 0 (e.g. p=2 for L2 pooling).")
@@ -277,8 +376,17 @@ def lp_pool(
         raise ValueError(
             f"p={p!r} must be finite and > 0; use p=2 for L2 pooling, or max_pool for p=inf."
         )
-    x, geom = _setup(
-        x, window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims, "lp_pool"
+    x, geom, _ = _setup(
+        x,
+        window,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        channels_last,
+        num_spatial_dims,
+        "lp_pool",
+        padding_mode,
     )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"x has dtype {x.dtype}; lp_pool needs floats, cast x to float.")

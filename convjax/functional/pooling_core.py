@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from convjax.functional import _checks
 from convjax.functional.shapes import (
     conv_output_size,
     effective_kernel_size,
@@ -84,16 +85,33 @@ def spatial_rank(value, num_spatial_dims, name: str) -> int:
 
 
 def check_input(x, n: int, channels_last: bool, fn: str):
-    """Return ``x`` as an array after checking it has ``n + 1`` (unbatched) or ``n + 2`` dims."""
-    x = jnp.asarray(x)
-    if x.ndim not in (n + 1, n + 2):
-        layout = ("(N, *spatial, C)", "(*spatial, C)")
-        if not channels_last:
-            layout = ("(N, C, *spatial)", "(C, *spatial)")
+    """Return ``x`` as an array after checking it fits a pool over ``n`` spatial dimensions.
+
+    ``x`` needs rank ``n + 1`` (unbatched) or more: any number of leading batch axes, as in
+    Flax (a pool reduces spatial axes only, so the leading axes are carried through as
+    they are, which is the same as folding them into one batch axis and back). Strings,
+    booleans and zero-size spatial axes are refused.
+    """
+    x = _checks.as_array(x, "x", fn)
+    layout = "(..., *spatial, C)" if channels_last else "(..., C, *spatial)"
+    if x.ndim < n + 1:
+        fix = (
+            "x has no channel axis: add one (x[..., None] for a single channel)"
+            if x.ndim == n
+            else "add the missing axes or change the window / num_spatial_dims"
+        )
         raise ValueError(
             f"x has shape {tuple(x.shape)} ({x.ndim} dims) but {fn} with {n} spatial "
-            f"dimension(s) needs {n + 2} dims {layout[0]} or {n + 1} dims {layout[1]}; "
-            f"reshape x or change the window / num_spatial_dims."
+            f"dimension(s) needs at least {n + 1} dims {layout} (channels_last="
+            f"{bool(channels_last)}, any number of leading batch axes); {fix}."
+        )
+    axes = spatial_axes(x.ndim, n, channels_last)
+    empty = [a for a in axes if x.shape[a] == 0]
+    if empty:
+        raise ValueError(
+            f"x has shape {tuple(x.shape)} with a zero-size spatial axis (axis {empty[0]}, read "
+            f"as {layout} with channels_last={bool(channels_last)}); {fn} needs at least one "
+            f"sample along every spatial axis."
         )
     return x
 

@@ -74,6 +74,32 @@ def normalize_tuple(value, n: int, name: str, *, minimum: int = 1) -> tuple[int,
     return values
 
 
+def _int_arg(value, name: str, minimum: int, fix: str) -> int:
+    """One int >= ``minimum`` (NumPy ints too); floats, bools and strings are refused."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or isinstance(value, str):
+        raise ValueError(f"{name}={value!r} must be an int ({type(value).__name__} given); {fix}.")
+    value = int(value.__index__())
+    if value < minimum:
+        raise ValueError(f"{name}={value!r} must be >= {minimum}; {fix}.")
+    return value
+
+
+def _pad_pair(padding, name: str = "padding") -> tuple[int, int]:
+    """``P`` or ``(P_lo, P_hi)`` of one dimension as two ints >= 0."""
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != 2:
+            raise ValueError(
+                f"{name}={padding!r} must be one int P or a pair (P_lo, P_hi) for one dimension."
+            )
+        lo, hi = padding
+    else:
+        lo = hi = padding
+    fix = "padding is an amount of samples, 0 or more (crop the input instead of padding < 0)"
+    lo = _int_arg(lo, name, 0, fix)
+    hi = _int_arg(hi, name, 0, fix)
+    return lo, hi
+
+
 def effective_kernel_size(kernel_size: int, dilation: int = 1) -> int:
     """Extent of a dilated window: ``dilation * (kernel_size - 1) + 1``."""
     return dilation * (kernel_size - 1) + 1
@@ -213,14 +239,11 @@ def conv_output_size(
     >>> conv_output_size(227, 11, stride=4)
     55
     """
-    for name, v in (("in_size", in_size), ("kernel_size", kernel_size)):
-        if v < 1:
-            raise ValueError(f"{name}={v!r} must be >= 1.")
-    if stride < 1:
-        raise ValueError(f"stride={stride!r} must be >= 1; use 1 for a dense sliding window.")
-    if dilation < 1:
-        raise ValueError(f"dilation={dilation!r} must be >= 1; use 1 for an undilated window.")
-    lo, hi = (padding, padding) if isinstance(padding, int) else padding
+    in_size = _int_arg(in_size, "in_size", 1, "the input has at least one sample")
+    kernel_size = _int_arg(kernel_size, "kernel_size", 1, "a window has at least one tap")
+    stride = _int_arg(stride, "stride", 1, "use 1 for a dense sliding window")
+    dilation = _int_arg(dilation, "dilation", 1, "use 1 for an undilated window")
+    lo, hi = _pad_pair(padding)
     f_eff = effective_kernel_size(kernel_size, dilation)
     span = in_size + lo + hi - f_eff
     if span < 0:
@@ -261,7 +284,19 @@ def conv_output_shape(
     >>> conv_output_shape((32, 32), (5, 5), 1, 2)
     (32, 32)
     """
+    for name, value in (("in_spatial", in_spatial), ("kernel_spatial", kernel_spatial)):
+        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+            raise ValueError(
+                f"{name}={value!r} must be a non-empty sequence of ints, one per spatial "
+                f"dimension, e.g. (28, 28)."
+            )
     n = len(in_spatial)
+    if len(kernel_spatial) != n:
+        raise ValueError(
+            f"kernel_spatial={tuple(kernel_spatial)!r} has {len(kernel_spatial)} entries but "
+            f"in_spatial={tuple(in_spatial)!r} has {n}; give one window size per spatial "
+            f"dimension of the input."
+        )
     stride_t = normalize_tuple(stride, n, "stride")
     dilation_t = normalize_tuple(dilation, n, "dilation")
     pads = resolve_padding(padding, in_spatial, kernel_spatial, stride_t, dilation_t)
@@ -284,7 +319,14 @@ def conv_transpose_output_size(
     ``(W - 1) * S - P_lo - P_hi + dilation * (F - 1) + output_padding + 1``; it inverts
     :func:`conv_output_size` up to the floor that ``output_padding`` resolves.
     """
-    lo, hi = (padding, padding) if isinstance(padding, int) else padding
+    in_size = _int_arg(in_size, "in_size", 1, "the input has at least one sample")
+    kernel_size = _int_arg(kernel_size, "kernel_size", 1, "a window has at least one tap")
+    stride = _int_arg(stride, "stride", 1, "use 1 for no zeros between input samples")
+    dilation = _int_arg(dilation, "dilation", 1, "use 1 for an undilated kernel")
+    output_padding = _int_arg(
+        output_padding, "output_padding", 0, "use 0 for PyTorch's default output size"
+    )
+    lo, hi = _pad_pair(padding)
     if output_padding < 0 or output_padding >= max(stride, dilation):
         raise ValueError(
             f"output_padding={output_padding} must be >= 0 and smaller than the stride "

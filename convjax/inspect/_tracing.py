@@ -72,6 +72,42 @@ def module_names(model) -> dict[int, str]:
     return names
 
 
+def check_model(model) -> None:
+    """``model`` must be a ``flax.nnx`` module (abstract ones from ``nnx.eval_shape`` too)."""
+    if not isinstance(model, nnx.Module):
+        raise ValueError(
+            f"model={model!r} ({type(model).__name__}) is not a flax.nnx.Module; pass a model "
+            f"built from convjax.nn layers, e.g. convjax.models.LeNet5(rngs=nnx.Rngs(0))."
+        )
+
+
+def _check_rank_against_model(model, input_shape: tuple) -> None:
+    """A zoo model states its ``input_shape``; a shape of another rank is refused early."""
+    expected = getattr(model, "input_shape", None)
+    if isinstance(expected, tuple) and len(expected) != len(input_shape):
+        hint = (
+            f"; it has no channel axis: pass {(*input_shape, expected[-1])!r}"
+            if len(input_shape) == len(expected) - 1
+            else ""
+        )
+        raise ValueError(
+            f"input_shape={input_shape!r} has {len(input_shape)} axes, but "
+            f"{type(model).__name__} takes one example of shape {expected!r} (H, W, C){hint}."
+        )
+
+
+def _missing_channel_hint(module, input_shape) -> str:
+    """When the model input has as many axes as the failing layer has spatial axes."""
+    window = getattr(module, "kernel_size", None) or getattr(module, "window", None)
+    if window is None or len(tuple(input_shape)) != len(window):
+        return ""
+    return (
+        f" input_shape={tuple(input_shape)!r} has no channel axis: the layer has "
+        f"{len(window)} spatial axes, so one example is {(*tuple(input_shape), 'C')}; pass "
+        f"e.g. {(*tuple(input_shape), 1)!r}."
+    )
+
+
 def check_input_shape(input_shape, batch_size) -> tuple[int, ...]:
     """Validate ``input_shape`` (no batch axis) and ``batch_size``; return the batched shape.
 
@@ -168,7 +204,9 @@ def trace_model(model, input_shape, *, batch_size=1, dtype=jnp.float32) -> list[
         its input: the message names the layer's path, its class, the input shape it got
         and the op's own explanation of what does not fit.
     """
+    check_model(model)
     full_shape = check_input_shape(input_shape, batch_size)
+    _check_rank_against_model(model, tuple(input_shape))
     graphdef, state = nnx.split(model)
     names: dict[int, str] = {}
 
@@ -192,7 +230,7 @@ def trace_model(model, input_shape, *, batch_size=1, dtype=jnp.float32) -> list[
             raise ValueError(
                 f"layer {name!r} ({type(module).__name__}) cannot take its input of shape "
                 f"{got} (model input_shape={tuple(input_shape)!r}, batch_size={batch_size}): "
-                f"{err}{_channel_hint(module, x)}"
+                f"{err}{_channel_hint(module, x)}{_missing_channel_hint(module, input_shape)}"
             ) from err
     out: list[NamedCall] = []
     seen: dict[int, int] = {}

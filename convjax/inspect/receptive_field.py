@@ -323,6 +323,7 @@ def _sum_pool_like(module, x, y):
         g["pads"],
         dilation=g["dilation"],
         ceil_mode=getattr(module, "ceil_mode", False),
+        padding_mode=getattr(module, "padding_mode", "zeros"),  # reflected samples are pixels
         channels_last=g["channels_last"],
     )
     if out.shape != y.shape:  # pragma: no cover - a pooling layer outside the contract

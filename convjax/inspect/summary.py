@@ -217,6 +217,7 @@ class Summary:
 
 def param_count(model) -> tuple[int, int]:
     """``(values, bytes)`` of every :class:`flax.nnx.Param` in ``model`` (abstract ok)."""
+    _tracing.check_model(model)
     leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
     values = sum(math.prod(leaf.shape) for leaf in leaves)
     nbytes = sum(math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize for leaf in leaves)
@@ -302,6 +303,7 @@ def xla_flops(model, input_shape, *, batch_size: int | None = 1, dtype=jnp.float
     elementwise op, like :func:`summary`, but unfused batch norm and transcendentals differ
     (see :mod:`convjax.inspect.layers`); compare within a tolerance.
     """
+    _tracing.check_model(model)
     full = _tracing.check_input_shape(input_shape, batch_size)
     graphdef, state = nnx.split(model)
 

@@ -2,7 +2,9 @@
 
 Every model is ``Model(input_shape, num_classes, *, rngs, ...knobs)`` with ``input_shape``
 ``(H, W, C)`` (one unbatched image) and is called on a batched NHWC array, returning
-``(N, num_classes)`` logits. Knobs are constructor arguments and public attributes.
+``(N, num_classes)`` logits. Knobs are constructor arguments and public attributes. The last
+layer starts at zero (``head_scheme="zeros"``), so an untrained model predicts uniform
+probabilities and its cross-entropy starts at ``ln(num_classes)``.
 """
 
 from convjax.models.alexnet import AlexNet

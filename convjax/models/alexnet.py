@@ -34,6 +34,9 @@ class AlexNet(nnx.Module):
       pool_window, pool_stride: the overlapping 3/2 max pooling of the paper (set 2/2 for
         the non-overlapping ablation the paper compares against).
       batch_norm: a BatchNorm after each conv (not in the paper).
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)``.
     """
@@ -51,16 +54,20 @@ class AlexNet(nnx.Module):
         pool_window: int = 3,
         pool_stride: int = 2,
         batch_norm: bool = False,
+        head_scheme: str = "zeros",
     ):
         owner = "AlexNet"
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
-        self.widths = tuple(widths)
-        self.fc_width = fc_width
-        self.groups = groups
-        self.dropout = dropout
+        self.head_scheme = head_scheme
+        self.widths = _util.positive_ints(widths, "widths", owner, 5)
+        self.fc_width = _util.positive_int(fc_width, "fc_width", owner)
+        self.groups = _util.positive_int(groups, "groups", owner)
+        self.dropout = _util.rate(dropout, "dropout", owner)
+        _util.positive_int(pool_window, "pool_window", owner)
+        _util.positive_int(pool_stride, "pool_stride", owner)
         self.batch_norm = batch_norm
         w1, w2, w3, w4, w5 = self.widths
         window = (pool_window, pool_window)
@@ -92,7 +99,7 @@ class AlexNet(nnx.Module):
             *block(w4, w5, 3, padding=1, g=groups),
             nn.MaxPool(window, stride=pool_stride),  # -> 6
         )
-        feat = _util.output_shape(self.features, self.input_shape)
+        feat = _util.check_fits(self.features, self.input_shape, owner)
         d = feat[0] * feat[1] * feat[2]
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -102,7 +109,7 @@ class AlexNet(nnx.Module):
             nn.Dropout(dropout, rngs=rngs),
             nn.Dense(fc_width, fc_width, rngs=rngs),
             nn.ReLU(),
-            nn.Dense(fc_width, num_classes, rngs=rngs),
+            nn.Dense(fc_width, num_classes, scheme=head_scheme, rngs=rngs),
         )
 
     def __call__(self, x):

@@ -33,6 +33,9 @@ class AllCNNC(nnx.Module):
       downsample: ``"conv"`` (the paper's stride-2 conv) or ``"max"`` (the "ConvPool-CNN-C"
         baseline: 3x3/2 max pooling after a stride-1 conv), the paper's key ablation.
       batch_norm: a BatchNorm after each conv but the last (not in the paper).
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)``.
     """
@@ -48,6 +51,7 @@ class AllCNNC(nnx.Module):
         dropout: float = 0.5,
         downsample: str = "conv",
         batch_norm: bool = False,
+        head_scheme: str = "zeros",
     ):
         owner = "AllCNNC"
         h, w, c = _util.check_input_shape(input_shape, owner)
@@ -59,7 +63,10 @@ class AllCNNC(nnx.Module):
             )
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
-        self.widths = tuple(widths)
+        self.head_scheme = head_scheme
+        self.widths = _util.positive_ints(widths, "widths", owner, 2)
+        input_dropout = _util.rate(input_dropout, "input_dropout", owner)
+        dropout = _util.rate(dropout, "dropout", owner)
         self.downsample = downsample
         self.batch_norm = batch_norm
         w1, w2 = self.widths
@@ -97,9 +104,10 @@ class AllCNNC(nnx.Module):
             nn.Dropout(dropout, rngs=rngs),
             *conv(w2, w2, 3, padding=0),  # 8 -> 6
             *conv(w2, w2, 1, padding=0),
-            nn.Conv2d(w2, num_classes, 1, rngs=rngs),
+            nn.Conv2d(w2, num_classes, 1, scheme=head_scheme, rngs=rngs),
             nn.GlobalAvgPool(),
         )
+        _util.check_fits(self.features, self.input_shape, owner, "its two stride-2 stages")
 
     def __call__(self, x):
         """``(N, H, W, C) -> (N, num_classes)`` logits."""

@@ -41,6 +41,9 @@ class DilatedContextNet(nnx.Module):
         biases stay 0, so the context module starts as the identity on the stem's output).
       batch_norm: a BatchNorm after each stem/context conv (not in the paper).
       dense_output: per-pixel logits ``(N, H, W, num_classes)`` instead of ``(N, num_classes)``.
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)`` or ``(N, H, W, num_classes)``.
     """
@@ -57,23 +60,32 @@ class DilatedContextNet(nnx.Module):
         identity_init: bool = False,
         batch_norm: bool = False,
         dense_output: bool = False,
+        head_scheme: str = "zeros",
     ):
         owner = "DilatedContextNet"
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
+        width = _util.positive_int(width, "width", owner)
         dilations = tuple(dilations)
-        if not dilations or any(not isinstance(d, int) or d < 1 for d in dilations):
+        if not dilations or any(
+            isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations
+        ):
             raise ValueError(
                 f"{owner}: dilations={dilations!r} must be one or more ints >= 1, e.g. "
                 f"(1, 1, 2, 4, 8, 16, 1)."
             )
-        if kernel_size % 2 != 1:
+        if (
+            isinstance(kernel_size, bool)
+            or not isinstance(kernel_size, int)
+            or kernel_size % 2 != 1
+        ):
             raise ValueError(
                 f"{owner}: kernel_size={kernel_size} must be odd so that padding "
                 f"dilation * (F - 1) / 2 keeps the resolution; use 3."
             )
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
+        self.head_scheme = head_scheme
         self.width = width
         self.dilations = dilations
         self.kernel_size = kernel_size
@@ -112,10 +124,14 @@ class DilatedContextNet(nnx.Module):
         layers.append(final)
         self.context = nn.Sequential(*layers)
         if dense_output:
-            self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(width, num_classes, 1, rngs=rngs))
+            self.head = nn.Sequential(
+                nn.ReLU(), nn.Conv2d(width, num_classes, 1, scheme=head_scheme, rngs=rngs)
+            )
         else:
             self.head = nn.Sequential(
-                nn.ReLU(), nn.GlobalAvgPool(), nn.Dense(width, num_classes, rngs=rngs)
+                nn.ReLU(),
+                nn.GlobalAvgPool(),
+                nn.Dense(width, num_classes, scheme=head_scheme, rngs=rngs),
             )
 
     def __call__(self, x):

@@ -30,6 +30,9 @@ class LeNet5(nnx.Module):
       pool: ``"avg"`` (classic subsampling) or ``"max"``.
       first_padding: padding of C1 (0 in the paper on 32x32 inputs).
       scheme: initialiser (LeCun normal suits tanh: variance ``1 / fan_in``).
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)``.
     """
@@ -46,6 +49,7 @@ class LeNet5(nnx.Module):
         pool: str = "avg",
         first_padding: int = 0,
         scheme: str = "lecun_normal",
+        head_scheme: str = "zeros",
     ):
         owner = "LeNet5"
         h, w, c = _util.check_input_shape(input_shape, owner)
@@ -54,8 +58,18 @@ class LeNet5(nnx.Module):
             raise ValueError(f"{owner}: pool={pool!r} must be 'avg' (classic) or 'max'.")
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
-        self.widths = tuple(widths)
-        self.fc_width = fc_width
+        self.head_scheme = head_scheme
+        self.widths = _util.positive_ints(widths, "widths", owner, 3)
+        self.fc_width = _util.positive_int(fc_width, "fc_width", owner)
+        if (
+            isinstance(first_padding, bool)
+            or not isinstance(first_padding, int)
+            or first_padding < 0
+        ):
+            raise ValueError(
+                f"{owner}: first_padding={first_padding!r} must be an int >= 0 (2 turns a 28x28 "
+                f"image into the paper's 32x32)."
+            )
         self.activation = activation
         self.pool = pool
         c1, c3, c5 = self.widths
@@ -74,13 +88,18 @@ class LeNet5(nnx.Module):
             conv(c3, c5),  # C5: -> 1x1x120
             nn.activation(activation),
         )
-        feat = _util.output_shape(self.features, self.input_shape)
+        feat = _util.check_fits(
+            self.features,
+            self.input_shape,
+            owner,
+            f"first_padding={first_padding} (28x28 images need first_padding=2)",
+        )
         d = feat[0] * feat[1] * feat[2]
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Dense(d, fc_width, scheme=scheme, rngs=rngs),  # F6
             nn.activation(activation),
-            nn.Dense(fc_width, num_classes, scheme=scheme, rngs=rngs),  # output
+            nn.Dense(fc_width, num_classes, scheme=head_scheme, rngs=rngs),  # output
         )
 
     def __call__(self, x):

@@ -52,6 +52,9 @@ class PatternCNN(nnx.Module):
       activation: name of the nonlinearity (``"relu"``, ``"elu"``, ``"tanh"``, ...).
       scheme: initialiser of every conv and dense kernel (He normal for ReLU nets).
       impl: convolution implementation passed to every conv.
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)`` logits.
     """
@@ -80,6 +83,7 @@ class PatternCNN(nnx.Module):
         activation: str = "relu",
         scheme: str = "he_normal",
         impl: str = "lax",
+        head_scheme: str = "zeros",
     ):
         owner = "PatternCNN"
         h, w, c = _util.check_input_shape(input_shape, owner)
@@ -94,15 +98,30 @@ class PatternCNN(nnx.Module):
                 f"{owner}: downsample={downsample!r} must be 'conv' (an extra strided conv) or "
                 f"'stride' (the stage's last conv is strided)."
             )
-        widths = tuple(widths)
+        widths = _util.positive_ints(widths, "widths", owner)
         if not widths:
             raise ValueError(f"{owner}: widths=() gives no conv stage; give at least one width.")
+        fc_widths = _util.positive_ints(fc_widths, "fc_widths", owner)
+        for name, value in (
+            ("kernel_size", kernel_size),
+            ("dilation", dilation),
+            ("pool_window", pool_window),
+        ):
+            _util.positive_int(value, name, owner)
+        if pool_stride is not None:
+            _util.positive_int(pool_stride, "pool_stride", owner)
+        dropout = _util.rate(dropout, "dropout", owner)
+        conv_dropout = _util.rate(conv_dropout, "conv_dropout", owner)
+        if not isinstance(batch_norm, bool):
+            raise ValueError(f"{owner}: batch_norm={batch_norm!r} must be True or False.")
         m = len(widths)
         if isinstance(convs_per_stage, int):
             convs = (convs_per_stage,) * m
         else:
             convs = tuple(convs_per_stage)
-        if len(convs) != m or any(not isinstance(n, int) or n < 1 for n in convs):
+        if len(convs) != m or any(
+            isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in convs
+        ):
             raise ValueError(
                 f"{owner}: convs_per_stage={convs_per_stage!r} must be an int >= 1 or {m} such "
                 f"ints (one per stage of widths={widths})."
@@ -118,6 +137,7 @@ class PatternCNN(nnx.Module):
         stride = pool_window if pool_stride is None else pool_stride
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
+        self.head_scheme = head_scheme
         self.widths = widths
         self.convs_per_stage = convs
         self.fc_widths = tuple(fc_widths)
@@ -178,7 +198,7 @@ class PatternCNN(nnx.Module):
                 if conv_dropout:
                     layers.append(nn.Dropout(conv_dropout, rngs=rngs))
         self.features = nn.Sequential(*layers)
-        feat = _util.output_shape(self.features, self.input_shape)
+        feat = _util.check_fits(self.features, self.input_shape, owner, "these convs and pools")
 
         head = [nn.Flatten()]
         d = feat[0] * feat[1] * feat[2]
@@ -190,7 +210,7 @@ class PatternCNN(nnx.Module):
             if dropout:
                 head.append(nn.Dropout(dropout, rngs=rngs))
             d = width
-        head.append(nn.Dense(d, num_classes, scheme=scheme, rngs=rngs))
+        head.append(nn.Dense(d, num_classes, scheme=head_scheme, rngs=rngs))
         self.classifier = nn.Sequential(*head)
 
     def __call__(self, x):

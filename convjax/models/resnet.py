@@ -162,7 +162,9 @@ def _check_common(owner, block, shortcut, stage_sizes):
             f"or 'B' (1x1 projection)."
         )
     stage_sizes = tuple(stage_sizes)
-    if not stage_sizes or any(not isinstance(n, int) or n < 1 for n in stage_sizes):
+    if not stage_sizes or any(
+        isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in stage_sizes
+    ):
         raise ValueError(
             f"{owner}: stage_sizes={stage_sizes!r} must be one or more ints >= 1 (blocks per "
             f"stage), e.g. (2, 2, 2, 2) for ResNet-18."
@@ -195,6 +197,9 @@ class ResNet(nnx.Module):
       shortcut: ``"B"`` (projection, default) or ``"A"`` (parameter-free).
       residual: False removes every shortcut (the paper's plain network).
       zero_init_residual: start each block's last BN scale at 0.
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)``.
     """
@@ -211,13 +216,16 @@ class ResNet(nnx.Module):
         shortcut: str = "B",
         residual: bool = True,
         zero_init_residual: bool = False,
+        head_scheme: str = "zeros",
     ):
         owner = "ResNet"
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
         self.stage_sizes = _check_common(owner, block, shortcut, stage_sizes)
+        base_width = _util.positive_int(base_width, "base_width", owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
+        self.head_scheme = head_scheme
         self.block = block
         self.base_width = base_width
         self.shortcut = shortcut
@@ -240,7 +248,7 @@ class ResNet(nnx.Module):
             rngs=rngs,
         )
         self.pool = nn.GlobalAvgPool()
-        self.fc = nn.Dense(cout, num_classes, rngs=rngs)
+        self.fc = nn.Dense(cout, num_classes, scheme=head_scheme, rngs=rngs)
 
     def __call__(self, x):
         """``(N, H, W, C) -> (N, num_classes)`` logits."""
@@ -266,6 +274,9 @@ class CifarResNet(nnx.Module):
       base_width: 16; stage i has ``base_width * 2**i``.
       shortcut: ``"A"`` (paper's CIFAR choice) or ``"B"``.
       residual, zero_init_residual: as in :class:`ResNet`.
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)``.
     """
@@ -281,13 +292,16 @@ class CifarResNet(nnx.Module):
         shortcut: str = "A",
         residual: bool = True,
         zero_init_residual: bool = False,
+        head_scheme: str = "zeros",
     ):
         owner = "CifarResNet"
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
         self.stage_sizes = _check_common(owner, "basic", shortcut, stage_sizes)
+        base_width = _util.positive_int(base_width, "base_width", owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
+        self.head_scheme = head_scheme
         self.base_width = base_width
         self.shortcut = shortcut
         self.residual = residual
@@ -308,7 +322,7 @@ class CifarResNet(nnx.Module):
             rngs=rngs,
         )
         self.pool = nn.GlobalAvgPool()
-        self.fc = nn.Dense(cout, num_classes, rngs=rngs)
+        self.fc = nn.Dense(cout, num_classes, scheme=head_scheme, rngs=rngs)
 
     def __call__(self, x):
         """``(N, H, W, C) -> (N, num_classes)`` logits."""

@@ -32,6 +32,9 @@ class VGG(nnx.Module):
       dropout: rate after each hidden FC-RELU (0.5).
       batch_norm: VGG-BN: a BatchNorm after each conv (convs then have no bias).
       kernel_size: of every conv (3; padding keeps the size).
+      head_scheme: initialiser of the last layer (one of ``convjax.functional.INIT_SCHEMES``);
+        ``"zeros"`` (default) makes the untrained model predict uniform probabilities, a
+        cross-entropy of ``ln(num_classes)``; a random head (``"he_normal"``) starts higher.
 
     Call: ``(N, H, W, C) -> (N, num_classes)``.
     """
@@ -48,16 +51,19 @@ class VGG(nnx.Module):
         dropout: float = 0.5,
         batch_norm: bool = False,
         kernel_size: int = 3,
+        head_scheme: str = "zeros",
     ):
         owner = "VGG"
         h, w, c = _util.check_input_shape(input_shape, owner)
         num_classes = _util.check_classes(num_classes, owner)
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
-        self.stage_sizes = tuple(stage_sizes)
-        self.base_width = base_width
-        self.fc_width = fc_width
-        self.dropout = dropout
+        self.head_scheme = head_scheme
+        self.stage_sizes = _util.positive_ints(stage_sizes, "stage_sizes", owner)
+        self.base_width = _util.positive_int(base_width, "base_width", owner)
+        self.fc_width = _util.positive_int(fc_width, "fc_width", owner)
+        _util.positive_int(kernel_size, "kernel_size", owner)
+        self.dropout = _util.rate(dropout, "dropout", owner)
         self.batch_norm = batch_norm
         multipliers = (1, 2, 4, 8, 8, 8, 8)
         if not 1 <= len(self.stage_sizes) <= len(multipliers):
@@ -86,7 +92,9 @@ class VGG(nnx.Module):
                 cin = width
             layers.append(nn.MaxPool((2, 2)))
         self.features = nn.Sequential(*layers)
-        feat = _util.output_shape(self.features, self.input_shape)
+        feat = _util.check_fits(
+            self.features, self.input_shape, owner, f"its {len(self.stage_sizes)} 2x2 pools"
+        )
         d = feat[0] * feat[1] * feat[2]
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -96,7 +104,7 @@ class VGG(nnx.Module):
             nn.Dense(fc_width, fc_width, rngs=rngs),
             nn.ReLU(),
             nn.Dropout(dropout, rngs=rngs),
-            nn.Dense(fc_width, num_classes, rngs=rngs),
+            nn.Dense(fc_width, num_classes, scheme=head_scheme, rngs=rngs),
         )
 
     def __call__(self, x):

@@ -19,9 +19,9 @@ rebuilds the model.
 from convjax.nn.activation import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Tanh, activation
 from convjax.nn.container import Sequential
 from convjax.nn.conv import Conv, Conv1d, Conv2d, Conv3d, ConvTranspose
-from convjax.nn.dropout import Dropout, dropout, set_dropout_rate
+from convjax.nn.dropout import Dropout, set_dropout_rate
 from convjax.nn.linear import Dense, Flatten
-from convjax.nn.normalization import BatchNorm, batch_moments, batch_norm
+from convjax.nn.normalization import BatchNorm
 from convjax.nn.pooling import (
     AdaptiveAvgPool,
     AdaptiveMaxPool,
@@ -48,11 +48,8 @@ __all__ = [
     "GlobalAvgPool",
     "GlobalMaxPool",
     "Dropout",
-    "dropout",
     "set_dropout_rate",
     "BatchNorm",
-    "batch_moments",
-    "batch_norm",
     "Sequential",
     "ReLU",
     "LeakyReLU",

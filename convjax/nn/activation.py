@@ -10,6 +10,7 @@ from __future__ import annotations
 from flax import nnx
 
 import convjax.functional as cf
+from convjax.functional import _checks as fchecks
 from convjax.nn import _trace
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh", "activation"]
@@ -26,7 +27,13 @@ class LeakyReLU(nnx.Module):
     """``x`` if ``x > 0`` else ``negative_slope * x``; any shape."""
 
     def __init__(self, negative_slope: float = 0.01):
-        self.negative_slope = negative_slope
+        self.negative_slope = fchecks.check_number(
+            negative_slope,
+            "negative_slope",
+            "LeakyReLU",
+            allow_traced=False,
+            hint="PyTorch's default is 0.01.",
+        )
 
     def __call__(self, x):
         return _trace.record(self, x, cf.leaky_relu(x, negative_slope=self.negative_slope))
@@ -36,7 +43,9 @@ class ELU(nnx.Module):
     """``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``; any shape."""
 
     def __init__(self, alpha: float = 1.0):
-        self.alpha = alpha
+        self.alpha = fchecks.check_number(
+            alpha, "alpha", "ELU", allow_traced=False, hint="The usual value is 1.0."
+        )
 
     def __call__(self, x):
         return _trace.record(self, x, cf.elu(x, alpha=self.alpha))
@@ -46,6 +55,10 @@ class GELU(nnx.Module):
     """Gaussian error linear unit (``approximate=True``: the tanh form); any shape."""
 
     def __init__(self, approximate: bool = False):
+        if not isinstance(approximate, bool):
+            raise ValueError(
+                f"GELU: approximate={approximate!r} must be True (tanh form) or False (exact)."
+            )
         self.approximate = approximate
 
     def __call__(self, x):
@@ -81,7 +94,7 @@ def activation(name: str) -> nnx.Module:
 
     Models take an ``activation=`` knob as a string so a config can sweep it.
     """
-    if name not in _BY_NAME:
+    if not isinstance(name, str) or name not in _BY_NAME:
         raise ValueError(
             f"activation={name!r} is not known; use one of {', '.join(map(repr, _BY_NAME))}."
         )

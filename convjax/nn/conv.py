@@ -9,6 +9,12 @@ op's arguments. Every functional option is a public attribute with the functiona
 Initialisation: :func:`convjax.functional.conv_init` with ``scheme="he_normal"`` by default
 (He et al. 2015: variance ``2 / fan_in``, the right scale for ReLU networks); pass
 ``scheme="glorot_uniform"`` or ``"lecun_normal"`` for tanh/sigmoid/SELU nets. Biases start at 0.
+
+Defaults that differ elsewhere: ``flax.nnx.Conv`` draws LeCun normal kernels (variance
+``1 / fan_in``, truncated) and pads ``"SAME"``; PyTorch's ``Conv2d`` draws He *uniform* with
+``a = sqrt(5)`` (variance ``1 / (3 fan_in)``) and a uniform bias, and pads 0 (= ``"VALID"``,
+this module's default). Every option is checked when the module is built, not on its first
+call.
 """
 
 from __future__ import annotations
@@ -86,18 +92,22 @@ class Conv(nnx.Module):
                 f"out_features={out_features}; pick a common divisor (groups=in_features "
                 f"for a depthwise convolution)."
             )
+        _checks.check_geometry(
+            owner, self.kernel_size, stride=stride, padding=padding, dilation=dilation
+        )
         self.stride = _checks.freeze(stride)
         self.padding = _checks.freeze(padding)
         self.dilation = _checks.freeze(dilation)
-        self.padding_mode = padding_mode
-        self.channels_last = channels_last
-        self.flip = flip
-        self.impl = impl
-        self.strict = strict
-        self.precision = precision
-        self.preferred_element_type = preferred_element_type
-        self.use_bias = use_bias
-        self.scheme = scheme
+        self.padding_mode = _checks.check_padding_mode(padding_mode, owner)
+        self.channels_last = _checks.check_bool(channels_last, "channels_last", owner)
+        self.flip = _checks.check_bool(flip, "flip", owner)
+        self.impl = _checks.check_impl(impl, owner)
+        self.strict = _checks.check_bool(strict, "strict", owner)
+        self.precision = _checks.check_precision(precision, owner)
+        self.preferred_element_type = _checks.check_element_type(preferred_element_type, owner)
+        self.use_bias = _checks.check_bool(use_bias, "use_bias", owner)
+        self.scheme = _checks.check_scheme(scheme, owner)
+        _checks.check_param_dtype(param_dtype, owner)
         params = cf.conv_init(
             rngs.params(),
             self.kernel_size,
@@ -159,13 +169,20 @@ class ConvTranspose(nnx.Module):
     Args:
       in_features, out_features: channels of the input and of the output.
       kernel_size: tuple of window sizes, one per spatial dimension.
-      stride, padding, output_padding, dilation, groups, channels_last, impl, precision,
-        preferred_element_type: as in
-        :func:`convjax.functional.conv_transpose` (same names, same defaults).
+      stride, padding, output_padding, output_size, dilation, groups, padding_mode,
+        channels_last, impl, precision, preferred_element_type: as in
+        :func:`convjax.functional.conv_transpose` (same names, same defaults; ``padding``
+        may be ``"SAME"``/``"VALID"`` with Flax's meaning).
       use_bias, scheme, param_dtype, rngs: as in :class:`Conv`.
 
     Output size per dimension (PyTorch's rule):
-    ``(W - 1) * S - P_lo - P_hi + dilation * (F - 1) + output_padding + 1``.
+    ``(W - 1) * S - P_lo - P_hi + dilation * (F - 1) + output_padding + 1``, or
+    ``output_size``; a call may pass ``output_size=`` for that call, as PyTorch's
+    ``forward(x, output_size)`` does.
+
+    The kernel is used flipped, as the gradient of a convolution uses it (PyTorch's and
+    TensorFlow's convention); Flax's ``ConvTranspose`` does not flip (see
+    :func:`convjax.functional.conv_transpose` for porting its kernel).
     """
 
     def __init__(
@@ -177,8 +194,10 @@ class ConvTranspose(nnx.Module):
         stride=1,
         padding=0,
         output_padding=0,
+        output_size=None,
         dilation=1,
         groups: int = 1,
+        padding_mode: str = "zeros",
         channels_last: bool = True,
         impl: str = "lax",
         precision=None,
@@ -198,16 +217,41 @@ class ConvTranspose(nnx.Module):
                 f"{owner}: groups={groups} must divide both in_features={in_features} and "
                 f"out_features={out_features}; pick a common divisor."
             )
+        n = len(self.kernel_size)
+        if isinstance(padding, str):
+            if padding.upper() not in ("SAME", "VALID"):
+                raise ValueError(
+                    f"{owner}: padding={padding!r} is not a padding name a transposed "
+                    f"convolution knows; use 'SAME', 'VALID' or PyTorch's amounts."
+                )
+        else:
+            _checks.check_geometry(
+                owner, self.kernel_size, stride=stride, padding=padding, dilation=dilation
+            )
+        try:
+            cf.normalize_tuple(output_padding, n, "output_padding", minimum=0)
+            cf.normalize_tuple(stride, n, "stride")
+            cf.normalize_tuple(dilation, n, "dilation")
+        except ValueError as err:
+            raise ValueError(f"{owner}: {err}") from None
         self.stride = _checks.freeze(stride)
         self.padding = _checks.freeze(padding)
         self.output_padding = _checks.freeze(output_padding)
+        if output_size is not None:
+            try:
+                cf.normalize_tuple(output_size, n, "output_size")
+            except ValueError as err:
+                raise ValueError(f"{owner}: {err}") from None
+        self.output_size = _checks.freeze(output_size)
         self.dilation = _checks.freeze(dilation)
-        self.channels_last = channels_last
-        self.impl = impl
-        self.precision = precision
-        self.preferred_element_type = preferred_element_type
-        self.use_bias = use_bias
-        self.scheme = scheme
+        self.padding_mode = _checks.check_padding_mode(padding_mode, owner)
+        self.channels_last = _checks.check_bool(channels_last, "channels_last", owner)
+        self.impl = _checks.check_impl(impl, owner)
+        self.precision = _checks.check_precision(precision, owner)
+        self.preferred_element_type = _checks.check_element_type(preferred_element_type, owner)
+        self.use_bias = _checks.check_bool(use_bias, "use_bias", owner)
+        self.scheme = _checks.check_scheme(scheme, owner)
+        _checks.check_param_dtype(param_dtype, owner)
         # Same kernel layout as Conv, (*F, in/groups, out), so the same initialiser applies.
         params = cf.conv_init(
             rngs.params(),
@@ -221,8 +265,15 @@ class ConvTranspose(nnx.Module):
         )
         _checks.set_params(self, params, use_bias)
 
-    def __call__(self, x):
-        """Transposed convolution of ``x``: ``(N, *spatial, C_in) -> (N, *spatial_out, C_out)``."""
+    def __call__(self, x, *, output_size=None):
+        """Transposed convolution of ``x``: ``(N, *spatial, C_in) -> (N, *spatial_out, C_out)``.
+
+        ``output_size`` (spatial sizes) picks the output padding for this call, as
+        PyTorch's ``ConvTranspose2d.forward(x, output_size)`` (default: the layer's own
+        ``output_size``); ``output_padding`` must then be 0.
+        """
+        if output_size is None:
+            output_size = self.output_size
         y = cf.conv_transpose(
             x,
             self.kernel[...],
@@ -230,8 +281,10 @@ class ConvTranspose(nnx.Module):
             stride=self.stride,
             padding=self.padding,
             output_padding=self.output_padding,
+            output_size=output_size,
             dilation=self.dilation,
             groups=self.groups,
+            padding_mode=self.padding_mode,
             channels_last=self.channels_last,
             impl=self.impl,
             precision=self.precision,

@@ -1,11 +1,9 @@
-"""Dropout: the pure function :func:`dropout` and the layer :class:`Dropout`.
+"""Dropout layer :class:`Dropout` over :func:`convjax.functional.dropout`, and
+:func:`set_dropout_rate`.
 
-Layer 1 has no dropout op, so the math lives here as a small pure function (jax only) that
-the layer calls; it can move to ``convjax.functional`` unchanged.
-
-Inverted dropout (Srivastava et al. 2014, as the CS231n notes and every framework implement it):
-in training each unit is kept with probability ``1 - rate`` and scaled by
-``1 / (1 - rate)``, so the expected activation is unchanged and evaluation is the identity.
+The layer forks its own random stream and draws a fresh key per call; the math (inverted
+dropout: keep with probability ``1 - rate``, scale by ``1 / (1 - rate)``) is the pure
+function :func:`convjax.functional.dropout`.
 """
 
 from __future__ import annotations
@@ -13,61 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from convjax.nn import _checks, _trace
+import convjax.functional as cf
+from convjax.functional.dropout import check_rate
+from convjax.nn import _trace
 
-__all__ = ["dropout", "Dropout", "set_dropout_rate"]
-
-
-def dropout(x, rate: float, key, *, broadcast_dims: Sequence[int] = ()):
-    """Zero each element of ``x`` with probability ``rate``; scale the rest by ``1/(1-rate)``.
-
-    Args:
-      x: array of any shape.
-      rate: drop probability in ``[0, 1)``: a Python number (checked), or a scalar array, which
-        may be traced (a population's per-member rate; not range-checked, the caller owns it).
-      key: a ``jax.random`` key; the same key gives the same mask.
-      broadcast_dims: axes along which the mask is shared (e.g. the spatial axes
-        ``(1, 2)`` of an NHWC input drop whole feature maps: "spatial dropout").
-
-    Returns:
-      array of ``x``'s shape and dtype.
-    """
-    rate = _rate(rate, "dropout")
-    if not _is_traced(rate) and rate == 0.0:
-        return x
-    mask_shape = list(x.shape)
-    for d in broadcast_dims:
-        if not -x.ndim <= d < x.ndim:
-            raise ValueError(
-                f"dropout: broadcast_dims={tuple(broadcast_dims)!r} contains {d}, outside the "
-                f"{x.ndim} axes of x (shape {tuple(x.shape)}); use axes in [{-x.ndim}, "
-                f"{x.ndim - 1}]."
-            )
-        mask_shape[d] = 1
-    keep = 1.0 - rate
-    mask = jax.random.bernoulli(key, keep, tuple(mask_shape))
-    return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
+__all__ = ["Dropout", "set_dropout_rate"]
 
 
 def _is_traced(value) -> bool:
     return isinstance(value, jax.core.Tracer)
-
-
-def _rate(rate, owner: str):
-    """A checked Python float, or a traced scalar passed through (its values are unknown)."""
-    if hasattr(rate, "__array__") or _is_traced(rate):
-        if jnp.ndim(rate) != 0:
-            raise ValueError(
-                f"{owner}: rate has shape {jnp.shape(rate)}; pass one scalar rate (vmap a "
-                "population over its members instead)."
-            )
-        if _is_traced(rate):
-            return rate
-        rate = float(rate)
-    return _checks.check_rate(rate, "rate", owner)
 
 
 def set_dropout_rate(model: nnx.Module, rate, *, paths=None) -> int:
@@ -89,7 +43,7 @@ def set_dropout_rate(model: nnx.Module, rate, *, paths=None) -> int:
     Raises:
       ValueError: a bad rate, or a path that is not a Dropout layer of ``model``.
     """
-    rate = _rate(rate, "set_dropout_rate")
+    rate = check_rate(rate, "set_dropout_rate")
     layers = {path: m for path, m in nnx.iter_modules(model) if isinstance(m, Dropout)}
     wanted = list(layers) if paths is None else [tuple(p) for p in paths]
     missing = [p for p in wanted if p not in layers]
@@ -127,9 +81,26 @@ class Dropout(nnx.Module):
         rng_collection: str = "dropout",
         rngs: nnx.Rngs | None = None,
     ):
-        self.rate = _checks.check_rate(rate, "rate", "Dropout")
+        self.rate = check_rate(rate, "Dropout")
+        if isinstance(broadcast_dims, (str, bytes)) or not hasattr(broadcast_dims, "__iter__"):
+            raise ValueError(
+                f"Dropout: broadcast_dims={broadcast_dims!r} must be a tuple of axes, e.g. (1, 2)."
+            )
         self.broadcast_dims = tuple(broadcast_dims)
+        for d in self.broadcast_dims:
+            if isinstance(d, bool) or not isinstance(d, int):
+                raise ValueError(
+                    f"Dropout: broadcast_dims={self.broadcast_dims!r} contains {d!r}; give int "
+                    f"axes, e.g. (1, 2) for the spatial axes of NHWC input."
+                )
+        if not isinstance(deterministic, bool):
+            raise ValueError(f"Dropout: deterministic={deterministic!r} must be True or False.")
         self.deterministic = deterministic
+        if not isinstance(rng_collection, str):
+            raise ValueError(
+                f"Dropout: rng_collection={rng_collection!r} must be the name of an nnx.Rngs "
+                f"stream, e.g. 'dropout'."
+            )
         self.rng_collection = rng_collection
         # Fork a stream of our own (a new key per call) rather than keep the caller's Rngs.
         self.rngs = rngs[rng_collection].fork() if rngs is not None else nnx.data(None)
@@ -153,5 +124,5 @@ class Dropout(nnx.Module):
                         "model.eval()."
                     )
                 key = self.rngs()
-            y = dropout(x, self.rate, key, broadcast_dims=self.broadcast_dims)
+            y = cf.dropout(x, self.rate, key, broadcast_dims=self.broadcast_dims)
         return _trace.record(self, x, y)

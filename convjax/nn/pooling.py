@@ -4,7 +4,12 @@ The number of spatial dimensions comes from the length of ``window`` (``output_s
 adaptive pools), or from ``num_spatial_dims`` when an int is given, exactly as in the
 functional ops; the resolved tuple is stored, so ``layer.window`` is always a tuple.
 Attributes have the functional arguments' names. ``stride=None`` means "equal to the
-window" (the CS231n notes' F=2, S=2 pool).
+window" (the CS231n notes' F=2, S=2 pool), as in PyTorch and Keras; Flax's pooling functions
+(``flax.linen.max_pool``, ``flax.nnx.max_pool``) default to a stride of 1, so pass the stride
+when porting from Flax.
+Windowed pools take ``padding_mode`` (``"reflect"``, ``"replicate"``, ``"circular"``; the
+default ``"zeros"`` pads with the reduction's neutral value). Options are checked when a layer
+is built.
 """
 
 from __future__ import annotations
@@ -25,21 +30,37 @@ __all__ = [
 ]
 
 
+def _check_nsd(value, owner: str):
+    if value is not None and (isinstance(value, bool) or value not in (1, 2, 3)):
+        raise ValueError(
+            f"{owner}: num_spatial_dims={value!r} must be 1, 2 or 3 (or None when the window "
+            f"is a tuple)."
+        )
+    return value
+
+
 class _WindowPool(nnx.Module):
-    def _set_window(self, window, stride, padding, dilation, ceil_mode, channels_last, nsd):
+    def _set_window(
+        self, window, stride, padding, dilation, ceil_mode, channels_last, nsd, padding_mode
+    ):
         owner = type(self).__name__
-        self.window = _checks.spatial_tuple(window, "window", owner, nsd)
+        self.window = _checks.spatial_tuple(window, "window", owner, _check_nsd(nsd, owner))
         self.num_spatial_dims = len(self.window)
+        _checks.check_geometry(
+            owner, self.window, stride=stride, padding=padding, dilation=dilation, pool=True
+        )
         self.stride = _checks.freeze(stride)
         self.padding = _checks.freeze(padding)
         self.dilation = _checks.freeze(dilation)
-        self.ceil_mode = ceil_mode
-        self.channels_last = channels_last
+        self.ceil_mode = _checks.check_bool(ceil_mode, "ceil_mode", owner)
+        self.channels_last = _checks.check_bool(channels_last, "channels_last", owner)
+        self.padding_mode = _checks.check_padding_mode(padding_mode, owner)
 
     def _common(self):
         return dict(
             dilation=self.dilation,
             ceil_mode=self.ceil_mode,
+            padding_mode=self.padding_mode,
             channels_last=self.channels_last,
             num_spatial_dims=self.num_spatial_dims,
         )
@@ -49,8 +70,8 @@ class MaxPool(_WindowPool):
     """Max pooling (:func:`convjax.functional.max_pool`); pads with -inf.
 
     Args:
-      window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims: as in
-        :func:`convjax.functional.max_pool`.
+      window, stride, padding, dilation, ceil_mode, padding_mode, channels_last,
+        num_spatial_dims: as in :func:`convjax.functional.max_pool`.
 
     Shapes: ``(N, *spatial, C) -> (N, *spatial_out, C)`` with
     ``out = (W - F_eff + P_lo + P_hi) // S + 1`` (ceil with ``ceil_mode``).
@@ -64,11 +85,19 @@ class MaxPool(_WindowPool):
         *,
         dilation=1,
         ceil_mode: bool = False,
+        padding_mode: str = "zeros",
         channels_last: bool = True,
         num_spatial_dims: int | None = None,
     ):
         self._set_window(
-            window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims
+            window,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+            channels_last,
+            num_spatial_dims,
+            padding_mode,
         )
 
     def __call__(self, x):
@@ -81,8 +110,9 @@ class AvgPool(_WindowPool):
 
     Args:
       window, stride, padding, dilation, ceil_mode, count_include_pad, divisor_override,
-        channels_last, num_spatial_dims: as in :func:`convjax.functional.avg_pool`
-        (PyTorch's semantics for ``count_include_pad`` and ``divisor_override``).
+        padding_mode, channels_last, num_spatial_dims: as in
+        :func:`convjax.functional.avg_pool` (PyTorch's semantics for ``count_include_pad``
+        and ``divisor_override``).
     """
 
     def __init__(
@@ -95,13 +125,30 @@ class AvgPool(_WindowPool):
         ceil_mode: bool = False,
         count_include_pad: bool = True,
         divisor_override: int | None = None,
+        padding_mode: str = "zeros",
         channels_last: bool = True,
         num_spatial_dims: int | None = None,
     ):
         self._set_window(
-            window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims
+            window,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+            channels_last,
+            num_spatial_dims,
+            padding_mode,
         )
-        self.count_include_pad = count_include_pad
+        owner = type(self).__name__
+        self.count_include_pad = _checks.check_bool(count_include_pad, "count_include_pad", owner)
+        if divisor_override is not None and (
+            isinstance(divisor_override, bool)
+            or not hasattr(divisor_override, "__index__")
+            or int(divisor_override) < 1
+        ):
+            raise ValueError(
+                f"{owner}: divisor_override={divisor_override!r} must be a positive int or None."
+            )
         self.divisor_override = divisor_override
 
     def __call__(self, x):
@@ -123,8 +170,8 @@ class LpPool(_WindowPool):
 
     Args:
       p: the power (> 0).
-      window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims: as in
-        :func:`convjax.functional.lp_pool`.
+      window, stride, padding, dilation, ceil_mode, padding_mode, channels_last,
+        num_spatial_dims: as in :func:`convjax.functional.lp_pool`.
     """
 
     def __init__(
@@ -136,14 +183,25 @@ class LpPool(_WindowPool):
         *,
         dilation=1,
         ceil_mode: bool = False,
+        padding_mode: str = "zeros",
         channels_last: bool = True,
         num_spatial_dims: int | None = None,
     ):
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
-            raise ValueError(f"LpPool: p={p!r} must be a number > 0; use p=2 for L2 pooling.")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0 or p == float("inf"):
+            raise ValueError(
+                f"LpPool: p={p!r} must be a number > 0 and finite; use p=2 for L2 pooling, "
+                f"MaxPool for p=inf."
+            )
         self.p = float(p)
         self._set_window(
-            window, stride, padding, dilation, ceil_mode, channels_last, num_spatial_dims
+            window,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+            channels_last,
+            num_spatial_dims,
+            padding_mode,
         )
 
     def __call__(self, x):
@@ -156,6 +214,7 @@ class _AdaptivePool(nnx.Module):
         self, output_size, *, channels_last: bool = True, num_spatial_dims: int | None = None
     ):
         owner = type(self).__name__
+        _check_nsd(num_spatial_dims, owner)
         if isinstance(output_size, int) and not isinstance(output_size, bool):
             if num_spatial_dims is None:
                 raise ValueError(
@@ -164,11 +223,25 @@ class _AdaptivePool(nnx.Module):
                     f"({output_size}, {output_size}) or num_spatial_dims=1, 2 or 3."
                 )
             output_size = (output_size,) * num_spatial_dims
+        if not isinstance(output_size, (tuple, list)) or not 1 <= len(output_size) <= 3:
+            raise ValueError(
+                f"{owner}: output_size={output_size!r} must be an int (with num_spatial_dims) "
+                f"or a tuple of 1 to 3 entries, each an int >= 1 or None (keep that size)."
+            )
+        for o in output_size:
+            if o is not None and (isinstance(o, bool) or not hasattr(o, "__index__") or o < 1):
+                raise ValueError(
+                    f"{owner}: output_size={tuple(output_size)!r} contains {o!r}; each entry must "
+                    f"be an int >= 1 or None (keep that size)."
+                )
+        if num_spatial_dims is not None and len(output_size) != num_spatial_dims:
+            raise ValueError(
+                f"{owner}: output_size={tuple(output_size)!r} has {len(output_size)} entries but "
+                f"num_spatial_dims={num_spatial_dims}; make them agree."
+            )
         self.output_size = _checks.freeze(output_size)
-        self.num_spatial_dims = (
-            len(self.output_size) if num_spatial_dims is None else (num_spatial_dims)
-        )
-        self.channels_last = channels_last
+        self.num_spatial_dims = len(self.output_size)
+        self.channels_last = _checks.check_bool(channels_last, "channels_last", owner)
 
 
 class AdaptiveAvgPool(_AdaptivePool):
@@ -207,9 +280,10 @@ class _GlobalPool(nnx.Module):
                 f"{type(self).__name__}: num_spatial_dims={num_spatial_dims!r} must be 1, 2 or "
                 f"3 (2 for images)."
             )
+        owner = type(self).__name__
         self.num_spatial_dims = num_spatial_dims
-        self.channels_last = channels_last
-        self.keepdims = keepdims
+        self.channels_last = _checks.check_bool(channels_last, "channels_last", owner)
+        self.keepdims = _checks.check_bool(keepdims, "keepdims", owner)
 
 
 class GlobalAvgPool(_GlobalPool):

@@ -212,6 +212,9 @@ def _index_label(shape: tuple, flat: int) -> tuple:
     return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
 
 
+_COUNT_DEFAULTS = {"batch_size": 1024, "max_output_size": 64, "num_output_projections": 4}
+
+
 def _check_options(mode, ad, order, kinks, num_directions, max_full_size, dtype):
     if mode not in _MODES:
         raise ValueError(f"mode={mode!r} is not known; use one of {', '.join(map(repr, _MODES))}.")
@@ -291,6 +294,10 @@ def _select(args, argnums, wrt):
 
 def _numpy_rng(key) -> np.random.Generator:
     """A NumPy generator seeded by the bits of a ``jax.random`` key (typed or raw uint32)."""
+    if not (hasattr(key, "dtype") and hasattr(key, "shape")) or isinstance(key, np.generic):
+        raise ValueError(
+            f"key={key!r} must be a jax.random key, e.g. key=jax.random.key(0) (not a seed int)."
+        )
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     bits = np.asarray(key).ravel()
@@ -686,7 +693,29 @@ def gradcheck(
         report = gradcheck(lambda p, x: jnp.sum(cf.dense(x, p["kernel"], p["bias"]) ** 2),
                            params, x, wrt=["kernel"])
     """
+    if not callable(fn):
+        raise ValueError(
+            f"fn={fn!r} is not callable; gradcheck(fn, *args) checks the derivatives of "
+            f"fn(*args), e.g. gradcheck(lambda x: jnp.sum(x ** 2), x)."
+        )
     _check_options(mode, ad, order, kinks, num_directions, max_full_size, dtype)
+    for name, value, low in (
+        ("batch_size", batch_size, 1),
+        ("max_output_size", max_output_size, 0),
+        ("num_output_projections", num_output_projections, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(
+                f"{name}={value!r} must be an int >= {low} (the default is "
+                f"{_COUNT_DEFAULTS[name]})."
+            )
+    for name, value in (
+        ("vectorize", vectorize),
+        ("jit", jit),
+        ("raise_on_failure", raise_on_failure),
+    ):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} must be True or False.")
     if not isinstance(args, tuple) or not args:
         raise ValueError(
             "gradcheck needs at least one argument to differentiate: gradcheck(fn, x)."
