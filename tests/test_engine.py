@@ -27,6 +27,9 @@ def base():
     c = load_config(f"{ROOT}/configs/default.py", "smoke")
     c.model.widths = (4, 8)
     c.model.fc_widths = (16,)
+    # A random head: the zoo's zero head would make the exploding member's first update touch
+    # the head only, and its divergence step depend on that.
+    c.model.head_scheme = "he_normal"
     c.progress = False
     c.verbose = False
     c.tensorboard = True

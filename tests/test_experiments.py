@@ -83,7 +83,10 @@ SCRIPTS = {
             r"mean '{p}num_epochs'",
         ),
         (["--config.{p}momentum=1.5"], r"config\.momentum=1\.5 must be a number in \[0, 1\)"),
-        (["--config.{p}model.dropout=1.5"], r"config\.model: Dropout: rate=1\.5 must be a float"),
+        (
+            ["--config.{p}model.dropout=1.5"],
+            r"config\.model: PatternCNN: dropout=1\.5 must be a number in \[0, 1\)",
+        ),
         (["--config.{p}dataset=no_such_dataset"], r"name='no_such_dataset' is not a TFDS data"),
         (["--config=configs/nothere.py"], r"--config=configs/nothere\.py: no such config file"),
     ],

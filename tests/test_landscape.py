@@ -48,8 +48,15 @@ def test_filter_normalisation():
 
 
 def test_centre_equals_the_unperturbed_loss_and_state_is_kept():
+    # a random head: with the zoo's zero head every logit is 0 and the slice is flat
     model = cm.PatternCNN(
-        (8, 8, 1), 3, widths=(3,), convs_per_stage=1, fc_widths=(4,), rngs=nnx.Rngs(0)
+        (8, 8, 1),
+        3,
+        widths=(3,),
+        convs_per_stage=1,
+        fc_widths=(4,),
+        rngs=nnx.Rngs(0),
+        head_scheme="he_normal",
     )
     x = jax.random.normal(jax.random.key(0), (6, 8, 8, 1))
     y = jnp.arange(6) % 3
