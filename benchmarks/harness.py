@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -63,7 +64,7 @@ CONV_SHAPES = [
     ((128, 16, 16, 32), 32),
     ((128, 8, 8, 64), 64),
 ]
-CONV_IMPLS = ("lax", "winograd", "im2col", "direct", "fft", "auto")
+CONV_IMPLS = ("lax", "matmul_grad", "winograd", "im2col", "direct")
 POOL_SHAPES = [(128, 28, 28, 32), (128, 14, 14, 64)]
 
 
@@ -236,8 +237,6 @@ def _conv_shape(shape, cout, dtype, args, device) -> str:
     g = jax.random.normal(jax.random.key(2), (*shape[:3], cout), dtype)
     fwd, bwd = [], []
     for impl in CONV_IMPLS:
-        if impl == "fft" and dtype == jnp.bfloat16:
-            continue
 
         def f(x, k, impl=impl):
             return cf.conv(x, k, padding="SAME", impl=impl)
@@ -294,12 +293,6 @@ def _conv_shape(shape, cout, dtype, args, device) -> str:
         rows.append(row)
     out.append(f"\n### x {shape} -> {cout} channels, {args.dtype}\n")
     out.append(format_table(rows))
-    if "auto" in by_name:
-        from convjax.functional.conv_auto import auto_choice
-        from convjax.functional.conv_impls import ConvSpec
-
-        spec = ConvSpec(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
-        out.append(f"\n`auto` chose: {auto_choice(shape, k.shape, dtype, spec)}")
     if failures:
         out.append("\nnot timed: " + "; ".join(failures))
     return "\n".join(out)
@@ -421,8 +414,10 @@ def bench_textbook(args, device) -> str:
         "convjax impl=lax NHWC": (lambda p, x: mj.convjax_cnn(p, x), x),
         "convjax impl=lax NCHW": (lambda p, x: mj.convjax_cnn(p, x, channels_last=False), xc),
         "convjax impl=winograd": (lambda p, x: mj.convjax_cnn(p, x, impl="winograd"), x),
-        "convjax impl=auto": (lambda p, x: mj.convjax_cnn(p, x, impl="auto"), x),
+        "convjax impl=matmul_grad": (lambda p, x: mj.convjax_cnn(p, x, impl="matmul_grad"), x),
     }
+    tuned = _tuned_textbook_impls(batch, dtype, notes)
+    variants["convjax tuned per layer"] = (lambda p, x: mj.convjax_cnn(p, x, impl=tuned), x)
     split = _split_over_devices(batch)
     cands = []
     ref_out = None
@@ -437,11 +432,11 @@ def bench_textbook(args, device) -> str:
             continue
         cands.append(c)
         out = jax.jit(step)(params, vel, xx, y)
-        if name == "convjax impl=lax NHWC" and split is not None:
+        if name in SPLIT_VARIANTS and split is not None:
             # The same step, parameters replicated and the batch split over every device
             # (the trainer's config.data_parallel): XLA adds the gradient all-reduce.
             ndev, rep, shard = split
-            sname = f"convjax impl=lax NHWC, batch split over {ndev} devices"
+            sname = f"{name}, batch split over {ndev} devices"
             sargs = (rep(params), rep(vel), shard(xx), shard(y))
             sc = _try(
                 sname,
@@ -506,6 +501,29 @@ def bench_textbook(args, device) -> str:
     return _train_table(title, cands, batch, args, notes)
 
 
+#: Textbook-CNN variants also timed with the batch split over every device.
+SPLIT_VARIANTS = ("convjax impl=lax NHWC", "convjax impl=matmul_grad")
+
+
+def _tuned_textbook_impls(batch, dtype, notes):
+    """``convjax.tuning``'s choice for each of the textbook CNN's four convolutions."""
+    from convjax import tuning
+
+    cache = tuning.ConvTuningCache(candidates=("lax", "matmul_grad", "im2col"), repeats=5)
+    impls = []
+    for (cin, cout), size in zip(mj.CNN_CONVS, (28, 28, 14, 14)):
+        impls.append(
+            cache.choose((batch, size, size, cin), (3, 3, cin, cout), dtype=dtype, padding="SAME")
+        )
+    results = "; ".join(
+        f"{json.loads(key)['x']} -> "
+        + ", ".join(f"{n} {t * 1e3:.1f} ms" for n, t in r.seconds.items())
+        for key, r in cache.results.items()
+    )
+    notes.append(f"convjax tuned per layer: chose {impls} (train objective: {results})")
+    return tuple(impls)
+
+
 def _split_over_devices(batch):
     """``(count, replicate, shard)`` placing arrays over every local device, or None when
     there is one device or the batch does not divide evenly."""
@@ -566,7 +584,7 @@ def bench_resnet(args, device) -> str:
 
     for name, impl in (
         ("convjax ResNet20 impl=lax", "lax"),
-        ("convjax ResNet20 impl=auto", "auto"),
+        ("convjax ResNet20 impl=matmul_grad", "matmul_grad"),
     ):
         c = _try(name, lambda name=name, impl=impl: nnx_candidate(name, impl), failures)
         if c:
