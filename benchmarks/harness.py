@@ -9,8 +9,9 @@ Run from the repository root (CPU; PyTorch eager with 2 threads, as issue 8 fixe
 
 What it does, and why:
   * every framework runs in this one process, and each table's candidates are timed in
-    interleaved rounds (one call of each, round after round), so load from other processes
-    on a shared machine hits all of them alike; the ratios within one table are what to
+    interleaved rounds (one call of each, round after round, each round starting one
+    candidate later), so load from other processes on a shared machine hits all of them
+    alike; the ratios within one table are what to
     compare across machines and runs;
   * JAX functions are compiled with ``jit(...).lower(...).compile()`` and that time is
     reported apart ("compile s"); the first call of every candidate (PyTorch included) is
@@ -182,11 +183,19 @@ def torch_candidate(name, fn, device) -> Candidate:
 
 
 def run_interleaved(cands: list[Candidate], repeats: int, warmup: int = 2) -> None:
+    """Time one call of each candidate per round; each round starts one candidate later.
+
+    The rotation matters: a call right after PyTorch's ran measurably slower (PyTorch's
+    OpenMP threads keep spinning after a call and compete for the cores). With a fixed order
+    the same candidate always paid that: two identical XLA programs, first and second in the
+    round, differed by up to 1.7x at load 7 on the 2-core machine. Rotating spreads it evenly.
+    """
     for _ in range(warmup):
         for c in cands:
             c.call()
-    for _ in range(repeats):
-        for c in cands:
+    for r in range(repeats):
+        shift = r % len(cands)
+        for c in cands[shift:] + cands[:shift]:
             start = time.perf_counter()
             c.call()
             c.samples.append(time.perf_counter() - start)
@@ -511,16 +520,19 @@ def _tuned_textbook_impls(batch, dtype, notes):
 
     cache = tuning.ConvTuningCache(candidates=("lax", "matmul_grad", "im2col"), repeats=5)
     impls = []
-    for (cin, cout), size in zip(mj.CNN_CONVS, (28, 28, 14, 14)):
+    for i, ((cin, cout), size) in enumerate(zip(mj.CNN_CONVS, (28, 28, 14, 14))):
+        # The first layer's input (the data) needs no gradient.
+        objective = "first_layer" if i == 0 else "train"
+        x_shape, k_shape = (batch, size, size, cin), (3, 3, cin, cout)
         impls.append(
-            cache.choose((batch, size, size, cin), (3, 3, cin, cout), dtype=dtype, padding="SAME")
+            cache.choose(x_shape, k_shape, dtype=dtype, objective=objective, padding="SAME")
         )
     results = "; ".join(
         f"{json.loads(key)['x']} -> "
         + ", ".join(f"{n} {t * 1e3:.1f} ms" for n, t in r.seconds.items())
         for key, r in cache.results.items()
     )
-    notes.append(f"convjax tuned per layer: chose {impls} (train objective: {results})")
+    notes.append(f"convjax tuned per layer: chose {impls} (measured: {results})")
     return tuple(impls)
 
 

@@ -75,18 +75,27 @@ def test_wrong_or_failing_functions_are_never_chosen():
     assert res.skipped["broken"] == "RuntimeError: fails to trace"
 
 
-def test_wrong_gradient_is_caught_by_the_train_objective():
-    # Same forward, wrong kernel gradient: only the "train" objective sees it.
+def test_wrong_input_gradient_is_caught_by_the_train_objective():
+    # Same forward and kernel gradient, a wrong (zero) input gradient: only the "train"
+    # objective sees it.
     @jax.custom_vjp
     def bad(x, k):
         return cf.conv(x, k)
 
-    bad.defvjp(lambda x, k: (cf.conv(x, k), (x, k)), lambda r, g: (jnp.zeros_like(r[0]), r[1]))
+    def bad_bwd(residuals, g):
+        dx, dk = jax.vjp(cf.conv, *residuals)[1](g)
+        return jnp.zeros_like(dx), dk
+
+    bad.defvjp(lambda x, k: (cf.conv(x, k), (x, k)), bad_bwd)
     funcs = {"ref": lambda x, k: cf.conv(x, k), "bad": bad}
     timer = FakeTimer({"ref": 2.0, "bad": 1.0})
     assert tuning.time_candidates(funcs, X, K, reference="ref", timer=timer).impl == "ref"
     fwd = tuning.time_candidates(funcs, X, K, reference="ref", timer=timer, objective="forward")
     assert fwd.impl == "bad"
+    first = tuning.time_candidates(
+        funcs, X, K, reference="ref", timer=timer, objective="first_layer"
+    )
+    assert first.impl == "bad"  # its wrong gradient is the input's, which this objective skips
 
 
 def test_matches_reference_tolerance_per_dtype():
@@ -141,7 +150,7 @@ def test_real_clock_choice_gives_lax_numbers():
     [
         (dict(candidates="lax"), r"candidates='lax' must be a sequence of impl names"),
         (dict(candidates=("auto",)), r"candidates contains 'auto', not a convolution impl"),
-        (dict(objective="fast"), r"objective='fast' is not one of 'train', 'forward'"),
+        (dict(objective="fast"), r"objective='fast' is not one of 'train', 'first_layer'"),
         (dict(repeats=0), r"repeats=0 must be an int >= 1"),
         (dict(timer=3), r"timer=3 must be callable"),
         (dict(bias=1), r"bias=1 is not a convolution option the tuner measures"),
