@@ -16,14 +16,16 @@ derivative is formed:
 
 Why a kernel gradient of matrix multiplies: the kernel gradient JAX emits is a convolution
 with the batch as the contracted axis and the output size as the window. On an AVX2-only AMD
-EPYC (jax 0.10.2) it took 531 ms for x (128, 28, 28, 32) -> 32, 3x3 SAME, against 28 ms for
-the forward pass, while nine per-tap matrix multiplies took 109 ms. On an AVX-512 EPYC with
-the same jaxlib the same kernel gradient took 39 ms (1.4x the forward) and the matrix
-multiplies 170 ms: XLA hands both convolutions to its YNNPACK library there, whose kernel
-gradient reads the input once per tap without writing it out, while any ``jnp`` formulation
-materialises each shifted input (a 9x larger array) before its matrix multiply. Which one
-wins depends on the CPU, so ``"lax"`` stays the default and :mod:`convjax.tuning` measures
-both on the machine at hand (``benchmarks/bench_conv_grad.py`` records the figures).
+EPYC (jax 0.10.2) it took 531 ms for x (128, 28, 28, 32) -> 32, 3x3 SAME, 19x the forward
+pass, while nine per-tap matrix multiplies written in ``jnp`` took 109 ms. On an AVX-512 AMD
+EPYC with the same jaxlib, XLA hands that convolution to its YNNPACK library (a
+``__ynn_fusion`` in the compiled program) and it took 39 ms, 1.4x the forward, against 170 ms
+for the per-tap matrix multiplies. There the products are not the cost but the shifted
+inputs are: in one run (load 5.5), the patch-matrix product with its operands already in
+memory took 25 ms (the forward 26 ms), while writing the nine shifted copies of ``x`` took
+159 ms. Which
+one wins depends on the CPU, so ``"lax"`` stays the default and :mod:`convjax.tuning`
+measures both on the machine at hand (figures: ``benchmarks/results/conv_grad.md``).
 
 How: a ``jax.custom_jvp`` whose tangent is ``conv(dx, k) + L(x, dk)``, with ``L`` linear in
 ``dk``. Reverse mode transposes the tangent, so ``L``'s automatic transpose is the kernel
