@@ -71,21 +71,6 @@ RESNET20 = [
 IMPLS = ("lax", "matmul_grad", "im2col")
 
 
-def cpu_isa() -> str:
-    """The vector-ISA flags of this CPU that matter for XLA's kernels (from /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16")
-                    have = [w for w in wanted if w in flags]
-                    return " ".join(have) if have else "no avx2/avx512"
-    except OSError:
-        pass
-    return "unknown"
-
-
 def _pad_pairs(padding):
     return padding if padding == "SAME" else ((padding, padding), (padding, padding))
 
@@ -197,7 +182,7 @@ def main(argv=None) -> str:
     if args.only:
         keys = args.only.split(",")
         shapes = [s for s in shapes if any(key in s[0] for key in keys)]
-    header = environment("cpu") + f"\nvector ISA: {cpu_isa()}"
+    header = environment("cpu")
     print(header, flush=True)
     report = [f"```\n{header}\n```\n", f"command: `{' '.join(sys.argv)}`\n"]
     for name, shape, cout, stride, padding in shapes:

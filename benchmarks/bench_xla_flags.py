@@ -121,8 +121,7 @@ def main(argv=None) -> str:
     import numpy as np
 
     from benchmarks._timing import format_table
-    from benchmarks.bench_conv_grad import cpu_isa
-    from benchmarks.harness import _cpu_model, _load
+    from benchmarks.harness import _cpu_model, _load, cpu_isa
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     header = [

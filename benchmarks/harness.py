@@ -89,6 +89,21 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_isa() -> str:
+    """The vector-ISA flags of this CPU that matter for XLA's kernels (from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16")
+                    have = [w for w in wanted if w in flags]
+                    return " ".join(have) if have else "no avx2/avx512"
+    except OSError:
+        pass
+    return "unknown"
+
+
 def _load() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -105,6 +120,7 @@ def environment(torch_device: str) -> str:
     lines = [
         f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"machine: {_cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}",
+        f"vector ISA: {cpu_isa()}",
         f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, backend {jax.default_backend()}, "
         f"device {getattr(dev, 'device_kind', dev.platform)} x {jax.device_count()}), "
         f"flax {flax.__version__}, "
