@@ -9,8 +9,9 @@ Run from the repository root (CPU; PyTorch eager with 2 threads, as issue 8 fixe
 
 What it does, and why:
   * every framework runs in this one process, and each table's candidates are timed in
-    interleaved rounds (one call of each, round after round), so load from other processes
-    on a shared machine hits all of them alike; the ratios within one table are what to
+    interleaved rounds (one call of each, round after round, each round starting one
+    candidate later), so load from other processes on a shared machine hits all of them
+    alike; the ratios within one table are what to
     compare across machines and runs;
   * JAX functions are compiled with ``jit(...).lower(...).compile()`` and that time is
     reported apart ("compile s"); the first call of every candidate (PyTorch included) is
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -63,7 +65,7 @@ CONV_SHAPES = [
     ((128, 16, 16, 32), 32),
     ((128, 8, 8, 64), 64),
 ]
-CONV_IMPLS = ("lax", "winograd", "im2col", "direct", "fft", "auto")
+CONV_IMPLS = ("lax", "matmul_grad", "winograd", "im2col", "direct")
 POOL_SHAPES = [(128, 28, 28, 32), (128, 14, 14, 64)]
 
 
@@ -87,6 +89,21 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_isa() -> str:
+    """The vector-ISA flags of this CPU that matter for XLA's kernels (from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16")
+                    have = [w for w in wanted if w in flags]
+                    return " ".join(have) if have else "no avx2/avx512"
+    except OSError:
+        pass
+    return "unknown"
+
+
 def _load() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -103,6 +120,7 @@ def environment(torch_device: str) -> str:
     lines = [
         f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"machine: {_cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}",
+        f"vector ISA: {cpu_isa()}",
         f"jax {jax.__version__} (jaxlib {jaxlib.__version__}, backend {jax.default_backend()}, "
         f"device {getattr(dev, 'device_kind', dev.platform)} x {jax.device_count()}), "
         f"flax {flax.__version__}, "
@@ -181,11 +199,19 @@ def torch_candidate(name, fn, device) -> Candidate:
 
 
 def run_interleaved(cands: list[Candidate], repeats: int, warmup: int = 2) -> None:
+    """Time one call of each candidate per round; each round starts one candidate later.
+
+    The rotation matters: a call right after PyTorch's ran measurably slower (PyTorch's
+    OpenMP threads keep spinning after a call and compete for the cores). With a fixed order
+    the same candidate always paid that: two identical XLA programs, first and second in the
+    round, differed by up to 1.7x at load 7 on the 2-core machine. Rotating spreads it evenly.
+    """
     for _ in range(warmup):
         for c in cands:
             c.call()
-    for _ in range(repeats):
-        for c in cands:
+    for r in range(repeats):
+        shift = r % len(cands)
+        for c in cands[shift:] + cands[:shift]:
             start = time.perf_counter()
             c.call()
             c.samples.append(time.perf_counter() - start)
@@ -236,8 +262,6 @@ def _conv_shape(shape, cout, dtype, args, device) -> str:
     g = jax.random.normal(jax.random.key(2), (*shape[:3], cout), dtype)
     fwd, bwd = [], []
     for impl in CONV_IMPLS:
-        if impl == "fft" and dtype == jnp.bfloat16:
-            continue
 
         def f(x, k, impl=impl):
             return cf.conv(x, k, padding="SAME", impl=impl)
@@ -294,12 +318,6 @@ def _conv_shape(shape, cout, dtype, args, device) -> str:
         rows.append(row)
     out.append(f"\n### x {shape} -> {cout} channels, {args.dtype}\n")
     out.append(format_table(rows))
-    if "auto" in by_name:
-        from convjax.functional.conv_auto import auto_choice
-        from convjax.functional.conv_impls import ConvSpec
-
-        spec = ConvSpec(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
-        out.append(f"\n`auto` chose: {auto_choice(shape, k.shape, dtype, spec)}")
     if failures:
         out.append("\nnot timed: " + "; ".join(failures))
     return "\n".join(out)
@@ -421,8 +439,10 @@ def bench_textbook(args, device) -> str:
         "convjax impl=lax NHWC": (lambda p, x: mj.convjax_cnn(p, x), x),
         "convjax impl=lax NCHW": (lambda p, x: mj.convjax_cnn(p, x, channels_last=False), xc),
         "convjax impl=winograd": (lambda p, x: mj.convjax_cnn(p, x, impl="winograd"), x),
-        "convjax impl=auto": (lambda p, x: mj.convjax_cnn(p, x, impl="auto"), x),
+        "convjax impl=matmul_grad": (lambda p, x: mj.convjax_cnn(p, x, impl="matmul_grad"), x),
     }
+    tuned = _tuned_textbook_impls(batch, dtype, notes)
+    variants["convjax tuned per layer"] = (lambda p, x: mj.convjax_cnn(p, x, impl=tuned), x)
     split = _split_over_devices(batch)
     cands = []
     ref_out = None
@@ -437,11 +457,11 @@ def bench_textbook(args, device) -> str:
             continue
         cands.append(c)
         out = jax.jit(step)(params, vel, xx, y)
-        if name == "convjax impl=lax NHWC" and split is not None:
+        if name in SPLIT_VARIANTS and split is not None:
             # The same step, parameters replicated and the batch split over every device
             # (the trainer's config.data_parallel): XLA adds the gradient all-reduce.
             ndev, rep, shard = split
-            sname = f"convjax impl=lax NHWC, batch split over {ndev} devices"
+            sname = f"{name}, batch split over {ndev} devices"
             sargs = (rep(params), rep(vel), shard(xx), shard(y))
             sc = _try(
                 sname,
@@ -506,6 +526,32 @@ def bench_textbook(args, device) -> str:
     return _train_table(title, cands, batch, args, notes)
 
 
+#: Textbook-CNN variants also timed with the batch split over every device.
+SPLIT_VARIANTS = ("convjax impl=lax NHWC", "convjax impl=matmul_grad")
+
+
+def _tuned_textbook_impls(batch, dtype, notes):
+    """``convjax.tuning``'s choice for each of the textbook CNN's four convolutions."""
+    from convjax import tuning
+
+    cache = tuning.ConvTuningCache(candidates=("lax", "matmul_grad", "im2col"), repeats=5)
+    impls = []
+    for i, ((cin, cout), size) in enumerate(zip(mj.CNN_CONVS, (28, 28, 14, 14))):
+        # The first layer's input (the data) needs no gradient.
+        objective = "first_layer" if i == 0 else "train"
+        x_shape, k_shape = (batch, size, size, cin), (3, 3, cin, cout)
+        impls.append(
+            cache.choose(x_shape, k_shape, dtype=dtype, objective=objective, padding="SAME")
+        )
+    results = "; ".join(
+        f"{json.loads(key)['x']} -> "
+        + ", ".join(f"{n} {t * 1e3:.1f} ms" for n, t in r.seconds.items())
+        for key, r in cache.results.items()
+    )
+    notes.append(f"convjax tuned per layer: chose {impls} (measured: {results})")
+    return tuple(impls)
+
+
 def _split_over_devices(batch):
     """``(count, replicate, shard)`` placing arrays over every local device, or None when
     there is one device or the batch does not divide evenly."""
@@ -566,7 +612,7 @@ def bench_resnet(args, device) -> str:
 
     for name, impl in (
         ("convjax ResNet20 impl=lax", "lax"),
-        ("convjax ResNet20 impl=auto", "auto"),
+        ("convjax ResNet20 impl=matmul_grad", "matmul_grad"),
     ):
         c = _try(name, lambda name=name, impl=impl: nnx_candidate(name, impl), failures)
         if c:

@@ -68,16 +68,22 @@ def lax_cnn(params, x):
 def convjax_cnn(params, x, *, impl="lax", channels_last=True):
     """The same network with ``convjax.functional`` ops.
 
-    ``impl`` is the conv implementation for every conv (``"winograd"`` or ``"auto"`` apply
-    to the 3x3 stride-1 convs; ``"lax"`` everywhere else); ``channels_last=False`` runs the
+    ``impl`` is the conv implementation for every conv, or one name per conv (e.g. the choices
+    of ``convjax.tuning``); ``channels_last=False`` runs the
     convolutions and pools in NCHW (``x`` is then ``(N, 1, 28, 28)``). The flatten before
     the first FC layer is always in NHWC order, so parameters are shared between layouts.
     """
+    impls = (impl,) * len(CNN_CONVS) if isinstance(impl, str) else tuple(impl)
     for i in range(len(CNN_CONVS)):
         p = params[f"conv{i}"]
         x = cf.relu(
             cf.conv(
-                x, p["kernel"], p["bias"], padding="SAME", impl=impl, channels_last=channels_last
+                x,
+                p["kernel"],
+                p["bias"],
+                padding="SAME",
+                impl=impls[i],
+                channels_last=channels_last,
             )
         )
         if i in CNN_POOL_AFTER:

@@ -8,6 +8,14 @@ both cores against 28.6 s pinned to one (``taskset -c 0``), i.e. the second core
 section ``train``). XLA reads the flag once, when its CPU backend starts, so a script must ask
 before its first JAX computation; ``experiments/*.py`` call :func:`use_cpu_cores` first thing.
 
+Only the device count is set here. XLA's experimental CPU library flags
+(``--xla_cpu_experimental_ynn_fusion_type``, ``--xla_cpu_experimental_xnn_fusion_type``,
+``--xla_cpu_experimental_onednn_custom_call``) were measured in fresh processes on the textbook
+CNN's train step and its convolutions (``benchmarks/bench_xla_flags.py``,
+``benchmarks/results/xla_flags.md``): none won beyond the noise, and jaxlib 0.10.2 already
+hands convolutions and dots to YNNPACK by default (turning that off cost 15-22%), so none is
+set.
+
 This module imports nothing from JAX (``convjax/__init__.py`` imports no submodules), so
 ``import convjax.xla_env`` is safe before JAX is configured.
 """

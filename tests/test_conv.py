@@ -342,7 +342,7 @@ def test_jit_vmap_grad_match_eager(x64):
 
 
 def test_forward_mode_is_bilinear(x64):
-    # jax.jvp works (1-D/2-D and unstrided 3-D; see conv_impls._lax_safe_grad for 3-D strided)
+    # jax.jvp gives the bilinear tangent (3-D strided: tests/test_conv_impls.py)
     x, k, _, kw = _transform_case()
     rng = np.random.default_rng(5)
     dx, dk = rng.standard_normal(x.shape), rng.standard_normal(k.shape)

@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from convjax.functional import conv
-from convjax.functional.conv_impls import CONV_IMPLS
+from convjax.functional import CONV_IMPLS, conv
 from convjax.functional.conv_winograd import winograd_conv2d_nhwc, winograd_kernel_transform
 
 

@@ -96,7 +96,7 @@ def test_conv_fast(name):
     _check(fn, *args)
 
 
-# Every registered implementation (new ones are picked up automatically), options combined.
+# Every implementation of the table (new ones are picked up automatically), options combined.
 IMPL_OPTIONS = [
     dict(stride=2, dilation=(1, 2), groups=2, padding=1),
     dict(stride=(2, 1), dilation=(2, 1), groups=2, padding="SAME", padding_mode="reflect"),

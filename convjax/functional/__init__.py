@@ -18,7 +18,7 @@ from convjax.functional.shapes import (
     resolve_padding,
 )
 
-# --- convolution (conv.py, padding.py, conv_impls.py) ---
+# --- convolution (conv.py, padding.py, conv_impls.py, conv_grad.py, conv_table.py) ---
 # isort: split
 from convjax.functional.conv import (
     conv,
@@ -28,10 +28,8 @@ from convjax.functional.conv import (
     conv_transpose,
     transpose_kernel,
 )
-
-# importing conv_auto (and through it conv_winograd) registers impl="auto" and "winograd"
-from convjax.functional.conv_auto import clear_auto_cache, configure_auto
-from convjax.functional.conv_impls import CONV_IMPLS, ConvImpl, ConvSpec, register_conv_impl
+from convjax.functional.conv_impls import ConvImpl, ConvSpec
+from convjax.functional.conv_table import CONV_IMPLS
 from convjax.functional.padding import PADDING_MODES, pad
 
 # --- dense, activations, losses, initialisers (dense.py, activations.py, losses.py, init.py) ---

@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 
 from convjax.functional import _checks
-from convjax.functional.conv_impls import ConvSpec, get_conv_impl, swap_io, zero_stuff
+from convjax.functional.conv_impls import ConvSpec, swap_io, zero_stuff
+from convjax.functional.conv_table import get_conv_impl
 from convjax.functional.padding import check_padding_mode, check_pads_fit, pad, pad_adjoint
 from convjax.functional.shapes import (
     conv_output_size,
@@ -235,9 +236,12 @@ def conv(
         wider than the input wraps more than once, reflect allows at most ``W - 1``.
       channels_last: layout of ``x`` and the result.
       flip: if True, reverse the kernel along its spatial axes first (true convolution).
-      impl: ``"lax"`` (default), ``"im2col"``, ``"fft"`` or ``"direct"`` (see
-        ``convjax.functional.conv_impls``); all give the same numbers. All are
-        differentiable; 3-D ``"lax"`` with a stride > 1 in reverse mode only.
+      impl: ``"lax"`` (default: XLA's convolution and JAX's derivatives),
+        ``"matmul_grad"`` (the same, but the kernel gradient on XLA's CPU backend as
+        per-tap matrix multiplies; ``convjax.functional.conv_grad``), ``"im2col"``,
+        ``"direct"`` or ``"winograd"`` (``convjax.functional.conv_table``); all give the
+        same numbers to float round-off, and all support ``jax.grad``, ``jax.jvp`` and
+        second derivatives. ``convjax.tuning`` measures which is fastest here.
       precision: ``lax.Precision`` for the underlying products, or None.
       preferred_element_type: accumulation and result dtype, or None.
       strict: if True, a window that does not tile the padded input exactly (so the

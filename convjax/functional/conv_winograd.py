@@ -27,7 +27,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from convjax.functional.conv_impls import ConvImpl, ConvSpec, register_conv_impl
+from convjax.functional.conv_impls import ConvImpl, ConvSpec
 
 __all__ = ["winograd_conv2d_nhwc", "winograd_kernel_transform", "WINOGRAD_IMPL"]
 
@@ -170,13 +170,12 @@ def _winograd_apply(x, kernel, spec: ConvSpec):
     return y if spec.channels_last else jnp.moveaxis(y, -1, 1)
 
 
-#: The registered table entry (``conv(..., impl="winograd")``).
-WINOGRAD_IMPL = register_conv_impl(
-    ConvImpl(
-        "winograd",
-        _winograd_apply,
-        _winograd_check,
-        "Winograd F(2x2,3x3): transforms + 16 matmuls (2-D, 3x3, stride 1, groups 1)",
-    ),
-    overwrite=True,  # re-importing the module (reloads in notebooks) must not fail
+#: The table entry (``conv(..., impl="winograd")``). Measured: slower than XLA's convolution
+#: on the CPUs tried and on an H100 in float32; on the H100 in bfloat16 it won the 16x16x32
+#: ResNet-20 shape (``benchmarks/results/gpu.md``).
+WINOGRAD_IMPL = ConvImpl(
+    "winograd",
+    _winograd_apply,
+    _winograd_check,
+    "Winograd F(2x2,3x3): transforms + 16 matmuls (2-D, 3x3, stride 1, groups 1)",
 )
