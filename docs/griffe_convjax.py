@@ -114,7 +114,8 @@ def _literal_blocks(lines: list[str]) -> list[str]:
             out.append(head + ":")
         out.append("")
         out += _fence([" " * ind + b if b else b for b in block.split("\n")], " " * ind, lang)
-        out.append("")
+        if k < len(lines) and lines[k].strip():
+            out.append("")
         i = k
     return out
 
@@ -135,6 +136,12 @@ def _table_rows(lines: list[str], spans: list[tuple[int, int]]) -> list[list[str
     return rows
 
 
+def _escape_pipes(cell: str) -> str:
+    """Escape ``|`` outside code spans (Markdown tables leave pipes in code spans alone)."""
+    parts = re.split(r"(`+.*?`+)", cell)
+    return "".join(p if i % 2 else p.replace("|", "\\|") for i, p in enumerate(parts))
+
+
 def _tables(lines: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
@@ -145,14 +152,20 @@ def _tables(lines: list[str]) -> list[str]:
             continue
         border = lines[i]
         borders = [j for j in range(i, len(lines)) if lines[j] == border]
-        if len(borders) < 3:
+        if len(borders) < 2:
             out.append(lines[i])
             i += 1
             continue
-        top, mid, bottom = borders[:3]
         spans = [(m.start(), m.end()) for m in re.finditer(r"=+", border)]
-        header = _table_rows(lines[top + 1 : mid], spans)
-        body = _table_rows(lines[mid + 1 : bottom], spans)
+        after_second = borders[1] + 1
+        if len(borders) >= 3 and after_second < len(lines) and lines[after_second].strip():
+            top, mid, bottom = borders[:3]  # a header row between the first two borders
+            header = _table_rows(lines[top + 1 : mid], spans)
+            body = _table_rows(lines[mid + 1 : bottom], spans)
+        else:  # no header: Markdown still needs one, left empty
+            top, bottom = borders[:2]
+            header = [[""] * len(spans)]
+            body = _table_rows(lines[top + 1 : bottom], spans)
         ind = " " * _indent(border)
         if out and out[-1].strip():
             out.append("")
@@ -160,7 +173,7 @@ def _tables(lines: list[str]) -> list[str]:
             out.append(ind + "| " + " | ".join(row) + " |")
             out.append(ind + "|" + "---|" * len(row))
         for row in body:
-            out.append(ind + "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+            out.append(ind + "| " + " | ".join(_escape_pipes(c) for c in row) + " |")
         out.append("")
         i = bottom + 1
     return out

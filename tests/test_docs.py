@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import http.server
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -104,6 +105,63 @@ def test_guide_code_runs(page, tmp_path):
 
 # --------------------------------------------------------------------------- API reference
 
+
+def _griffe_extension():
+    spec = importlib.util.spec_from_file_location(
+        "griffe_convjax", ROOT / "docs" / "griffe_convjax.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docstrings_rendered_as_markdown():
+    md = _griffe_extension().markdown_docstring
+    # Sphinx roles -> code; a leading ~ keeps the last name only.
+    assert md("see :func:`~convjax.functional.conv` and :class:`Summary`.") == (
+        "see `conv` and `Summary`."
+    )
+    # doctests -> a fenced pycon block (Markdown would quote >>> lines)
+    assert md("Text.\n>>> f(1)\n2\n\nMore.") == "Text.\n\n```pycon\n>>> f(1)\n2\n```\n\nMore."
+    # Title:: and an indented literal block -> Title: and a fenced block, language guessed
+    assert md("Example::\n\n    y = f(x)\n\nAfter.") == (
+        "Example:\n\n```python\ny = f(x)\n```\n\nAfter."
+    )
+    assert "```text" in md("Run::\n\n    .venv/bin/python -m x --flag\n")
+    # reST simple tables -> Markdown tables; wrapped cells join; pipes in code stay
+    table = "\n".join(
+        [
+            "====  ==========",
+            "mode  rule",
+            "====  ==========",
+            "a     first",
+            "      continued",
+            "b     ``|x|`` or |y|",
+            "====  ==========",
+        ]
+    )
+    assert md(table) == "\n".join(
+        [
+            "| mode | rule |",
+            "|---|---|",
+            "| a | first continued |",
+            "| b | ``|x|`` or \\|y\\| |",
+            "",
+        ]
+    )
+    headerless = "====  ====\nx     1\ny     2\n====  ====\n"
+    assert md(headerless).split("\n")[:4] == ["|  |  |", "|---|---|", "| x | 1 |", "| y | 2 |"]
+    # section underlines -> a bold paragraph
+    assert md("Kinks\n-----\nAt a kink.") == "**Kinks**\n\nAt a kink."
+    # grouped argument names -> one entry each; a nameless line leaves the section
+    args = "Args:\n  a, b,\n    c: shared.\n  d: own.\n  Others as :func:`f`.\n"
+    assert (
+        md(args) == "Args:\n  a: shared.\n  b: shared.\n  c: shared.\n  d: own.\n\nOthers as `f`.\n"
+    )
+    # Returns: an empty type first, so a colon in the text is not read as one
+    assert md("Returns:\n  ``x.shape[:k]`` values.") == "Returns:\n  : ``x.shape[:k]`` values."
+
+
 #: Packages whose every public name the API reference documents.
 PACKAGES = ("functional", "testing", "nn", "models", "inspect", "interop", "data", "train")
 
@@ -142,6 +200,16 @@ def api_directives() -> list[str]:
     for page in sorted((ROOT / "docs" / "api").rglob("*.md")):
         paths += re.findall(r"^::: (\S+)", page.read_text(), flags=re.M)
     return paths
+
+
+def test_attribute_docstrings_from_comments_and_runtime():
+    import griffe
+
+    extensions = griffe.load_extensions(str(ROOT / "docs" / "griffe_convjax.py"))
+    resnet = griffe.load("convjax.models.resnet", search_paths=[ROOT], extensions=extensions)
+    assert resnet["ResNet34"].docstring.value.startswith("ResNet-34: 21,797,672 parameters")
+    conv = griffe.load("convjax.functional.conv", search_paths=[ROOT], extensions=extensions)
+    assert conv["conv2d"].docstring.value.startswith("2-D `conv`: ``kernel`` must have rank 4")
 
 
 def test_api_reference_documents_every_public_name():
