@@ -548,3 +548,14 @@ def test_importing_the_training_code_does_not_import_tfds():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_missing_tfds_names_the_data_extra(tmp_path, monkeypatch):
+    # The core install (pip install convjax) has no TFDS; loading says which extra brings it.
+    # A None entry in sys.modules makes `import tensorflow_datasets` fail as if not installed.
+    monkeypatch.delenv("CONVJAX_DATA_DIR", raising=False)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "convjax\[data\]"'):
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    with pytest.raises(ModuleNotFoundError, match=r"needs tensorflow-datasets"):
+        default_data_dir()

@@ -360,6 +360,20 @@ def test_report_on_success_and_raise_on_failure_false():
     assert rep.num_compared == 12 * 3
 
 
+def test_report_counts_every_failure_beyond_the_listed_ones():
+    # sin's derivative with the wrong sign fails at every one of the 80 inputs (cos(x) != 0
+    # for these draws); the report lists the 50 worst but counts all 80.
+    x = RNG.normal(size=(80,))
+    assert np.abs(np.cos(x)).min() > 1e-3
+    rep = gradcheck(
+        _sin_sum(-1.0), x, ad="reverse", mode="full", max_full_size=80, raise_on_failure=False
+    )
+    assert rep.num_compared == 80 and rep.num_failed == 80 and len(rep.failures) == 50
+    assert str(rep).startswith("gradcheck FAILED (80 values)")
+    with pytest.raises(GradcheckError, match=r"80 of 80 derivative values"):
+        gradcheck(_sin_sum(-1.0), x, ad="reverse", mode="full", max_full_size=80)
+
+
 def test_gradcheck_option_errors():
     f = jnp.sin
     with pytest.raises(ValueError, match=r"mode='exact' is not known; use one of 'auto'"):

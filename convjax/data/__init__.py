@@ -27,6 +27,8 @@ from convjax.data.datasets import (
 from convjax.data.idx_files import FASHION_MNIST_CLASS_NAMES, DatasetNotFoundError, read_idx
 from convjax.data.preprocess import channel_stats, normalize
 
+_LAZY = ("FashionMnistLocal",)
+
 
 def __getattr__(name: str):
     # FashionMnistLocal subclasses a TFDS builder, so it is imported on first use only:
@@ -36,3 +38,8 @@ def __getattr__(name: str):
 
         return FashionMnistLocal
     raise AttributeError(f"module 'convjax.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # dir() (tab completion, the API reference's completeness test) lists the lazy name too.
+    return sorted(list(globals()) + list(_LAZY))

@@ -186,6 +186,25 @@ class ImageDataset:
         return channel_stats(self.train_images)
 
 
+def _import_tfds():
+    """``tensorflow_datasets``, imported when a data set is first loaded.
+
+    It comes with the ``data`` extra (``pip install "convjax[data]"``), not with the core, so a
+    missing TFDS is an error that says how to install it.
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ModuleNotFoundError as err:
+        if err.name != "tensorflow_datasets":
+            raise
+        raise ModuleNotFoundError(
+            "loading a data set needs tensorflow-datasets, which convjax's core does not "
+            'install: pip install "convjax[data]" (or the pinned requirements.txt).',
+            name=err.name,
+        ) from err
+    return tfds
+
+
 def default_data_dir() -> str:
     """Where TFDS data sets are prepared: ``$CONVJAX_DATA_DIR``, else TFDS's default.
 
@@ -194,8 +213,7 @@ def default_data_dir() -> str:
     env = os.environ.get("CONVJAX_DATA_DIR")
     if env:
         return os.path.expanduser(env)
-    import tensorflow_datasets as tfds  # lazily, as in load_dataset
-
+    tfds = _import_tfds()  # lazily, as in load_dataset
     return os.path.expanduser(tfds.core.constants.DATA_DIR)
 
 
@@ -372,7 +390,7 @@ def load_dataset(
     # TFDS is imported here, when data are loaded, so that importing convjax.data (and
     # convjax.train, home of the population and sweep code) needs no TFDS: about 0.5 s
     # less per process, and populations run on machines without TFDS (a lent GPU image).
-    import tensorflow_datasets as tfds
+    tfds = _import_tfds()
 
     from convjax.data.fashion_mnist_local import FashionMnistLocal
 

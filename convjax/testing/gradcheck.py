@@ -124,7 +124,9 @@ class GradcheckReport:
       num_compared: values compared (all orders and AD modes).
       max_abs_err, max_rel_err: over compared values that are not kinks.
       worst: the value closest to (or furthest past) its tolerance.
-      failures: values outside tolerance, worst first.
+      num_failed: how many compared values are outside tolerance.
+      failures: values outside tolerance, worst first (the 50 worst per order and AD mode
+        when there are more; ``num_failed`` counts them all).
       kinks: values at non-differentiable points, reported separately.
       notes: what was skipped and why (forward mode of a ``custom_vjp`` function).
     """
@@ -145,12 +147,13 @@ class GradcheckReport:
     max_abs_err: float = 0.0
     max_rel_err: float = 0.0
     worst: Mismatch | None = None
+    num_failed: int = 0
     failures: list[Mismatch] = dataclasses.field(default_factory=list)
     kinks: list[Mismatch] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def __str__(self) -> str:
-        status = "passed" if self.passed else f"FAILED ({len(self.failures)} values)"
+        status = "passed" if self.passed else f"FAILED ({self.num_failed} values)"
         lines = [
             f"gradcheck {status}: {self.num_compared} values compared in {self.dtype}, "
             f"mode={self.mode}, ad={'+'.join(self.ad)}, orders={self.orders}, "
@@ -820,6 +823,7 @@ def gradcheck(
     report.failures.sort(
         key=lambda r: -(r.abs_err / r.allowed if math.isfinite(r.abs_err) else math.inf)
     )
+    report.num_failed = total_failures
     report.passed = total_failures == 0
     if not report.passed and raise_on_failure:
         w = report.failures[0]
