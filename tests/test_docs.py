@@ -10,6 +10,7 @@ them rare. The script keeps the page's line numbers, so a traceback points at th
 
 from __future__ import annotations
 
+import ast
 import functools
 import http.server
 import importlib
@@ -163,7 +164,47 @@ def test_docstrings_rendered_as_markdown():
 
 
 #: Packages whose every public name the API reference documents.
-PACKAGES = ("functional", "testing", "nn", "models", "inspect", "interop", "data", "train")
+PACKAGES = (
+    "functional",
+    "testing",
+    "nn",
+    "models",
+    "inspect",
+    "interop",
+    "data",
+    "train",
+    "tuning",
+)
+
+#: Modules whose every public name the API reference documents too (beyond their package's
+#: re-exports): the training floor's modules and the inspect figures.
+MODULES = tuple(
+    f"convjax.train.{name}"
+    for name in (
+        "config",
+        "config_files",
+        "factory",
+        "engine",
+        "state",
+        "report",
+        "runs",
+        "ablation",
+        "sweep",
+        "sweep_space",
+        "checkpoint",
+        "metrics",
+        "population",
+        "sharding",
+        "distributed",
+        "saved",
+        "cli",
+        "errors",
+        "optim",
+        "steps",
+        "loops",
+        "inputs",
+    )
+) + ("convjax.inspect.figures",)
 
 
 def public_names(module: types.ModuleType) -> list[str]:
@@ -179,6 +220,55 @@ def public_names(module: types.ModuleType) -> list[str]:
         and name != "annotations"
         and not isinstance(getattr(module, name), types.ModuleType)
     ]
+
+
+def _is_constant(name: str, value) -> bool:
+    # An UPPER_CASE module constant of the library's own (tuples, dicts, strings, numbers,
+    # convjax objects); another library's object bound to a name (absl's FLAGS) is not one.
+    owner = type(value).__module__
+    return name.isupper() and (owner == "builtins" or owner.startswith(("convjax", "types")))
+
+
+def module_public_names(module: types.ModuleType) -> list[str]:
+    """``__all__``, else what the module's own source defines at top level: functions,
+    classes and UPPER_CASE constants (not imported names, type aliases or ``_`` names)."""
+    names = getattr(module, "__all__", None)
+    if names is not None:
+        return list(names)
+    tree = ast.parse(Path(module.__file__).read_text())
+    out = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            out.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for leaf in ast.walk(target):
+                    if isinstance(leaf, ast.Name) and _is_constant(
+                        leaf.id, getattr(module, leaf.id)
+                    ):
+                        out.append(leaf.id)
+    return [n for n in dict.fromkeys(out) if not n.startswith("_")]
+
+
+def test_module_public_names_reads_the_source(tmp_path, monkeypatch):
+    (tmp_path / "docs_probe_mod.py").write_text(
+        "import os\n"
+        "from typing import Any\n"
+        "PyTree = Any\n"
+        "LIMIT, OTHER = 2, 3\n"
+        "PATH_SEP = os.sep\n"
+        "ENVIRON = os.environ\n"
+        "_HIDDEN = 1\n"
+        "def f(): pass\n"
+        "class K: pass\n"
+        "def _g(): pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("docs_probe_mod")
+    assert module_public_names(module) == ["LIMIT", "OTHER", "PATH_SEP", "f", "K"]
+    module.__all__ = ["f"]
+    assert module_public_names(module) == ["f"]
 
 
 def resolve(path: str):
@@ -216,13 +306,23 @@ def test_api_reference_documents_every_public_name():
     documented = {}
     for path in api_directives():
         documented.setdefault(path.rsplit(".", 1)[-1], []).append(resolve(path))
-    missing = []
-    for package in PACKAGES:
-        module = importlib.import_module(f"convjax.{package}")
-        for name in public_names(module):
-            value = getattr(module, name)
-            if not any(obj is value for obj in documented.get(name, [])):
-                missing.append(f"convjax.{package}.{name}")
+    wanted = [
+        (f"convjax.{package}", name, module)
+        for package in PACKAGES
+        for module in [importlib.import_module(f"convjax.{package}")]
+        for name in public_names(module)
+    ]
+    wanted += [
+        (path, name, module)
+        for path in MODULES
+        for module in [importlib.import_module(path)]
+        for name in module_public_names(module)
+    ]
+    missing = [
+        f"{path}.{name}"
+        for path, name, module in wanted
+        if not any(obj is getattr(module, name) for obj in documented.get(name, []))
+    ]
     assert not missing, f"public names without an entry under docs/api/: {missing}"
 
 

@@ -33,8 +33,10 @@ from convjax.train.config_files import load_config
 
 FLAGS = flags.FLAGS
 
-#: Exit status of a command-line or config error, and of a diverged single run.
-EXIT_USAGE, EXIT_DIVERGED = 2, 3
+#: Exit status of a command-line, config or data error (``error: ...`` on stderr).
+EXIT_USAGE = 2
+#: Exit status of a single run whose loss or gradient stopped being finite.
+EXIT_DIVERGED = 3
 
 
 def define_flags(config_help: str) -> None:

@@ -187,10 +187,12 @@ def make_eval_step(model_def: ModelDef, *, mean, std, tta_flip: bool = False):
     Uses ``state.ema_params`` if present (else ``state.params``) and the running batch-norm
     statistics. With ``tta_flip`` the logits are the mean of the log-probabilities of the image
     and its horizontal mirror (test-time augmentation; only sensible when training used
-    flips).
+    flips). The step takes ``images`` ``(B, H, W, C)`` uint8 and ``labels`` ``(B,)`` int32.
 
     Args:
-      images: ``(B, H, W, C)`` uint8; labels: ``(B,)`` int32.
+      model_def: the model's structure (:class:`~convjax.train.state.ModelDef`).
+      mean, std: the training split's channel statistics, ``(C,)``, for normalisation.
+      tta_flip: average the predictions of each image and its mirror.
     """
     mean = jnp.asarray(mean, jnp.float32)
     std = jnp.asarray(std, jnp.float32)
