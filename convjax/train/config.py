@@ -13,10 +13,8 @@ value is checked against its field's rule, cross-field rules run (early stopping
 validation split ...), and the ``smoke`` shrink is applied. All of this happens before any
 data is loaded, in the command line and in Python alike.
 
-Field table (``python -c "from convjax.train import config; print(config.describe())"``
-prints it):
-
-.. include in docs: the table is :data:`FIELDS`.
+The field table is :data:`FIELDS`;
+``python -c "from convjax.train import config; print(config.describe())"`` prints it.
 """
 
 from __future__ import annotations
