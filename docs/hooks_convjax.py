@@ -7,6 +7,15 @@ the site is built. mkdocs.yml loads this file with ``hooks: [docs/hooks_convjax.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# The pages document this checkout's convjax (griffe reads its source from "."): import the
+# same one here, not another copy installed in the environment.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
 MARKER = "<!-- convjax:config-fields -->"
 
 
