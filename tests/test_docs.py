@@ -413,3 +413,36 @@ def test_conv_api_page_renders_the_signature(site):
     assert signature.startswith('conv(x,kernel,bias=None,*,stride=1,padding="VALID"')
     assert "strict=False" in signature
     assert "padding_mode" in values["params"]
+
+
+def _hooks():
+    spec = importlib.util.spec_from_file_location(
+        "hooks_convjax", ROOT / "docs" / "hooks_convjax.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_config_field_table_has_one_row_per_field_and_four_cells():
+    from convjax.train.config import FIELDS
+
+    rows = _hooks().config_fields_table().split("\n")
+    assert len(rows) == 2 + len(FIELDS) + 1  # header, rule, fields, model.*
+    for row in rows:
+        # "sgd | adam | adamw" in a meaning must not open extra cells: 5 unescaped pipes
+        assert len(re.findall(r"(?<!\\)\|", row)) == 5, row
+    assert rows[2].startswith(f"| `{next(iter(FIELDS))}` |")
+    page = "# Configs\n\n<!-- convjax:config-fields -->\n"
+    assert _hooks().on_page_markdown(page).count("\n| `") == len(FIELDS) + 1
+
+
+def test_config_page_shows_every_field(site):
+    from urllib.request import urlopen
+
+    from convjax.train.config import FIELDS
+
+    with urlopen(site + "/api/train/config/") as response:
+        html = response.read().decode()
+    cells = set(re.findall(r"<td><code>([^<]+)</code></td>", html))
+    assert set(FIELDS) <= cells, sorted(set(FIELDS) - cells)
