@@ -18,6 +18,9 @@ A sweep config::
     config.metric    # "val_accuracy" (needs base.validation_size) or "test_accuracy"
     config.strategy  # population strategy, "auto" by default
     config.population_fields  # optional: restrict what may vary inside one population
+    config.halving   # optional: successive halving inside each population, e.g.
+                     # {"rung_epochs": (0.25, 1.0), "reduction_factor": 4}
+    config.pbt       # optional: population-based training (convjax.train.schedules)
 
 Outputs: ``trials/<i>/`` (each trial's results, metrics, figures), ``results.md`` /
 ``results.csv`` sorted by the metric, ``best_config.py`` (the best trial as a ready config for
@@ -117,9 +120,11 @@ def run_sweep(
     ]
     metric = config.get("metric", "val_accuracy")
     t0 = time.perf_counter()
+    schedule = {k: _plain(config[k]) for k in ("halving", "pbt") if config.get(k, None)}
     results = train_runs(
         runs,
         workdir,
+        schedule=schedule,
         population_fields=tuple(config.get("population_fields", None) or POPULATION_FIELDS),
         strategy=config.get("strategy", "auto"),
         mesh=mesh,
@@ -130,8 +135,16 @@ def run_sweep(
         {"trial": i, **trials[i], **{k: r.get(k) for k in _SUMMARY_KEYS}}
         for i, r in enumerate(results)
     ]
-    ranked = sorted(records, key=lambda r: -_key(r.get(metric)))
-    out = {"records": ranked, "metric": metric, "time_s": time.perf_counter() - t0, "files": {}}
+    # Trials a schedule stopped early were measured at a smaller budget: they rank below the
+    # trials that trained to the end, whatever their metric then.
+    ranked = sorted(records, key=lambda r: (r.get("status") == "stopped", -_key(r.get(metric))))
+    out = {
+        "records": ranked,
+        "metric": metric,
+        "time_s": time.perf_counter() - t0,
+        "member_epochs": sum(r.get("stopped_epoch") or 0.0 for r in records),
+        "files": {},
+    }
     if write_files:
         best_cfg = runs[ranked[0]["trial"]].config
         out["files"] = write_outputs(config, workdir, ranked, list(trials[0]), metric, best_cfg)
@@ -139,6 +152,7 @@ def run_sweep(
 
 
 _SUMMARY_KEYS = (
+    "stopped_epoch",
     "val_accuracy",
     "test_accuracy",
     "epochs_run",
@@ -148,6 +162,10 @@ _SUMMARY_KEYS = (
     "members",
     "strategy",
 )
+
+
+def _plain(x):
+    return x.to_dict() if hasattr(x, "to_dict") else dict(x)
 
 
 def _key(v) -> float:
