@@ -151,6 +151,8 @@ def tiny_base():
         ("pooling_lr", [3, 3, 3]),
         ("random_optimizer", [8]),
         ("dropout_wd", [2, 6]),
+        ("halving", [16]),
+        ("pbt", [8]),
     ],
 )
 def test_ready_sweep_configs(name, sizes):
@@ -168,9 +170,11 @@ class FakeFit:
 
     def __init__(self):
         self.calls = []
+        self.schedules = []
 
-    def __call__(self, cfgs, workdir, *, member_dirs, strategy, mesh, log):
+    def __call__(self, cfgs, workdir, *, member_dirs, strategy, mesh, log, **schedule):
         self.calls.append(len(cfgs))
+        self.schedules.append(schedule)
         out = []
         for c, d in zip(cfgs, member_dirs):
             v = 0.9 - abs(c.learning_rate - 0.1) + (0.02 if c.model.pool == "avg" else 0.0)
@@ -217,6 +221,19 @@ def test_run_sweep_tables_best_config_plots_and_resume(tmp_path):
         assert len(list(csv.DictReader(f))) == 9
     sweep.run_sweep(cfg, tmp_path, fit_fn=fake, log=lambda s: None)  # all finished: no rerun
     assert fake.calls == [3, 3, 3]
+
+
+def test_run_sweep_hands_its_schedule_to_every_population(tmp_path):
+    from convjax.train import sweep
+
+    fake = FakeFit()
+    cfg, _ = load_cfg("configs/sweeps/halving.py", "halving_smoke")
+    sweep.run_sweep(cfg, tmp_path, fit_fn=fake, log=lambda s: None, write_files=False)
+    assert fake.calls == [16]
+    assert fake.schedules == [{"halving": {"rung_epochs": (0.25, 1.0), "reduction_factor": 4}}]
+    cfg, _ = load_cfg("configs/sweeps/pbt.py", "pbt_smoke")
+    sweep.run_sweep(cfg, tmp_path / "pbt", fit_fn=fake, log=lambda s: None, write_files=False)
+    assert set(fake.schedules[-1]) == {"pbt"} and fake.calls[-1] == 8
 
 
 def test_sweep_config_errors():
