@@ -368,13 +368,16 @@ def compare_paired(
     y = np.array([b[s] for s in shared])
     d = _snap(x - y, float(np.max(np.abs(np.concatenate([x, y])))))
     n = d.size
-    std = float(d.std(ddof=1)) if n > 1 else None
+    # identical differences have std 0, though numpy's mean of three equal floats can miss
+    # them by an ulp and leave a std of 1e-17 that would feed the t-test a 0/0
+    identical = bool(np.all(d == d[0]))
+    std = None if n == 1 else 0.0 if identical else float(d.std(ddof=1))
     interval = t_p = w_p = needed = None
     if n == 1:
         notes.append("one shared seed: no interval, test or spread")
     else:
         interval = bootstrap_interval(d, confidence=confidence, resamples=resamples, seed=seed)
-        if std == 0:
+        if identical:
             notes.append(
                 "the differences are identical on every seed (std 0): t-test and seeds needed "
                 "undefined"
@@ -390,7 +393,7 @@ def compare_paired(
         n=n,
         seeds=tuple(shared),
         dropped=dropped,
-        mean_difference=float(d.mean()),
+        mean_difference=float(d[0]) if identical else float(d.mean()),
         std_difference=std,
         interval=interval,
         t_pvalue=t_p,
