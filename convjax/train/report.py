@@ -115,15 +115,17 @@ def _p(p) -> str:
     return "-" if p is None else f"{p:.2g}"
 
 
-def comparison_cells(comparison, *, scale: float = 100.0) -> list[str]:
+def comparison_cells(
+    comparison, *, scale: float = 100.0, baseline_label: str = "baseline"
+) -> list[str]:
     """Five Markdown cells (:data:`COMPARISON_COLUMNS`) for a
     :class:`~convjax.train.stats.PairedComparison`: the difference of means and its bootstrap
     interval in points (``scale`` times the metric), the paired t-test and Wilcoxon p-values,
     the seeds needed for ``comparison.delta``. ``None`` (the baseline's own row) prints
-    ``"baseline"`` then dashes; a comparison over fewer than two seeds prints dashes: one seed
+    ``baseline_label`` then dashes; a comparison over fewer than two seeds prints dashes: one seed
     has no spread to test against."""
     if comparison is None:
-        return ["baseline", "-", "-", "-", "-"]
+        return [baseline_label, "-", "-", "-", "-"]
     if comparison.n < 2:
         return ["-"] * 5
     lo, hi = comparison.interval
