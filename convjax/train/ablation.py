@@ -430,7 +430,8 @@ def write_tables(table, workdir, *, title: str = "ablation") -> dict[str, str]:
             [100 * r["diff_mean"] for r in diffs],
             [(100 * r["diff_ci_low"], 100 * r["diff_ci_high"]) for r in diffs],
             baseline=baseline,
-            title=f"difference from {baseline}, paired by seed: 95% bootstrap interval",
+            title=f"difference from {baseline}, paired by seed\n95% bootstrap interval"
+            + (f" (with {n_shared} seeds: their range)" if n_shared <= 3 else ""),
         )
         paths["differences.png"] = report.save_figure(fig, workdir / "differences.png")
     return {k: str(v) for k, v in paths.items()}

@@ -112,7 +112,7 @@ COMPARISON_COLUMNS = (
 
 
 def _p(p) -> str:
-    return "-" if p is None else f"{p:.2g}"
+    return "-" if p is None else f"{p:#.2g}"
 
 
 def comparison_cells(
@@ -283,7 +283,7 @@ def difference_figure(
     """A point per variant at its difference from ``baseline`` with its interval (e.g. the
     95% paired bootstrap interval), and a line at zero: an interval that crosses it does not
     separate the variant from the baseline."""
-    fig, ((ax,),) = figure(1.3 * len(names) + 2.2, 3.4)
+    fig, ((ax,),) = figure(max(4.8, 1.3 * len(names) + 2.2), 3.4)
     # max(0, ...): the bootstrap mean of equal differences can miss them by an ulp
     lo_err = [max(0.0, d - iv[0]) if iv else 0.0 for d, iv in zip(differences, intervals)]
     hi_err = [max(0.0, iv[1] - d) if iv else 0.0 for d, iv in zip(differences, intervals)]
