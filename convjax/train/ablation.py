@@ -496,7 +496,7 @@ def read_runs(path) -> list[dict[str, Any]]:
 
 
 def tables_from_runs(
-    runs, *, baseline: str | None = None, title: str | None = None
+    runs: str | os.PathLike, *, baseline: str | None = None, title: str | None = None
 ) -> dict[str, Any]:
     """Rebuild an ablation's tables and accuracy figures from its recorded ``runs.csv``.
 
