@@ -12,18 +12,22 @@ against a baseline (:func:`compare_paired`), over the seeds both have:
   report the 2.5th and 97.5th percentiles. Percentile rather than BCa: BCa's acceleration is a
   jackknife over the ``n`` differences, which with three seeds rests on three leave-one-out
   means. **With few seeds the bootstrap knows little.** Three differences have only 10
-  distinct resamples (multisets of size 3), each of ``a, a, a`` kinds having probability
-  1/27 = 3.7% > 2.5%, so the interval is exactly ``[min(d), max(d)]``: the range of the
-  three differences. As an interval for the true mean difference its coverage is far below
-  95% (for a symmetric distribution, about 75%: the chance that three draws do not all fall
-  on one side of the centre, 1 - 2/8).
+  distinct resamples (multisets of size 3). The resample that repeats the smallest
+  difference three times has probability 1/27 = 3.7%, more than the 2.5% tail, and likewise
+  the largest, so the interval is exactly ``[min(d), max(d)]``: the range of the three
+  differences. As an interval for the true mean difference its coverage is far below 95%
+  (for a symmetric distribution, about 75%: the chance that three draws do not all fall on
+  one side of the centre, 1 - 2/8). Two differences give their range too (3 resamples,
+  coverage about 50%).
 - **paired t-test** p-value (two-sided, ``scipy.stats.ttest_1samp`` on ``d``, the same
   numbers as ``scipy.stats.ttest_rel``): assumes normal differences.
-- **Wilcoxon signed-rank** p-value (two-sided, ``scipy.stats.wilcoxon`` on ``d``; exact, by
-  enumerating the ``2**n`` sign patterns when ``d`` has ties or zeros, for ``n <= 13``): no
-  normality assumed, but with ``n`` seeds the smallest two-sided p is ``2 / 2**n``: **0.25
-  with 3 seeds** (all three differences of one sign), 0.0625 with 5, 0.0078 with 8. Three
-  seeds cannot reach p < 0.05 with this test, whatever the data.
+- **Wilcoxon signed-rank** p-value (two-sided, ``scipy.stats.wilcoxon`` on ``d`` with its
+  defaults: zero differences are dropped; the exact null distribution for up to 50
+  differences, and when ``d`` has ties or zeros an exhaustive walk over the ``2**n`` sign
+  patterns for up to 13, the normal approximation beyond): no normality assumed, but with
+  ``n`` seeds the smallest two-sided p is ``2 / 2**n``: **0.25 with 3 seeds** (all three
+  differences of one sign), 0.0625 with 5, 0.031 with 6. Fewer than 6 seeds cannot reach
+  p < 0.05 with this test, whatever the data.
 - **seeds to resolve** a difference ``delta`` (:func:`seeds_needed`): the number of seeds a
   paired t-test (two-sided, alpha 0.05) needs to detect a true mean difference of ``delta``
   with power 0.8, if the differences spread as much as observed (sample std ``s_d``,
