@@ -206,12 +206,14 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
             pct(r["val_accuracy"]),
             pct(r["test_accuracy"]),
             r["status"],
+            _fmt(r.get("stopped_epoch")),
             r["members"],
         ]
         for rank, r in enumerate(ranked, start=1)
     ]
     md = f"### sweep {name}: {len(ranked)} trials, sorted by {metric}\n\n" + report.markdown_table(
-        ["rank", *fields, "val acc (%)", "test acc (%)", "status", "population"], rows
+        ["rank", *fields, "val acc (%)", "test acc (%)", "status", "epochs trained", "population"],
+        rows,
     )
     configs = compare_configurations(ranked, fields, metric)
     md += "\n" + configurations_markdown(configs, fields, metric)
@@ -248,6 +250,7 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
                 "val_accuracy",
                 "test_accuracy",
                 "status",
+                "stopped_epoch",
                 "epochs_run",
                 "members",
             ],
@@ -322,7 +325,12 @@ def compare_configurations(ranked, fields, metric) -> dict[str, Any]:
         )
         g["trials"].append(r["trial"])
         seed, value = r[SEED_FIELD], r.get(metric)
-        if value is None or not math.isfinite(float(value)):
+        if r.get("status") == "stopped":
+            notes.append(
+                f"trial {r['trial']} (seed {seed}) was stopped by the schedule at a smaller "
+                "budget: left out"
+            )
+        elif value is None or not math.isfinite(float(value)):
             notes.append(f"trial {r['trial']} (seed {seed}) has no {metric}: left out")
         elif seed in g["values"]:
             notes.append(f"trial {r['trial']} repeats seed {seed} of its configuration: left out")
