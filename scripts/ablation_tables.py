@@ -7,7 +7,7 @@ Command (what results/ablations/ records)::
         results/ablations/dilation_quick_1ep
 
 Each argument is a folder holding an ablation's ``runs.csv`` (or that file itself). Next to
-it, ``convjax.train.ablation.tables_from_runs`` writes ``results.md``, ``results.csv``,
+it, ``convjax.train.ablation_tables.tables_from_runs`` writes ``results.md``, ``results.csv``,
 ``accuracy.png`` and ``differences.png``: every variant against the baseline (``--baseline``,
 default the first variant in the file), paired by seed. ``runs.csv`` and
 ``learning_curves.png`` are left as they are. Takes a few seconds.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from convjax.train.ablation import tables_from_runs  # noqa: E402
+from convjax.train.ablation_tables import tables_from_runs  # noqa: E402
 
 
 def main(argv=None) -> int:

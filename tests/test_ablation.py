@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from convjax.train import ablation
+from convjax.train import ablation, ablation_tables
 from convjax.train import config as config_lib
 from convjax.train.config_files import load_config
 
@@ -146,13 +146,15 @@ def test_named_baseline_and_tables_rebuilt_from_runs_csv(tmp_path):
     curves = (tmp_path / "learning_curves.png").read_bytes()
     for name in ("results.md", "results.csv", "accuracy.png", "differences.png"):
         (tmp_path / name).unlink()
-    rebuilt = ablation.tables_from_runs(tmp_path / "runs.csv", baseline="avg", title="toy pooling")
+    rebuilt = ablation_tables.tables_from_runs(
+        tmp_path / "runs.csv", baseline="avg", title="toy pooling"
+    )
     # the CSV round trip (str of a float, read back) loses nothing the tables print
     assert {n: (tmp_path / n).read_text() for n in ("results.md", "results.csv")} == first
     assert (tmp_path / "differences.png").exists() and "learning_curves.png" not in rebuilt["files"]
     assert (tmp_path / "learning_curves.png").read_bytes() == curves
     # default baseline: the first variant in the file; title: the folder's name
-    again = ablation.tables_from_runs(tmp_path)
+    again = ablation_tables.tables_from_runs(tmp_path)
     assert again["table"][0]["baseline"] == "max"
     assert (tmp_path / "results.md").read_text().startswith(f"### {tmp_path.name}\n")
 
@@ -235,30 +237,30 @@ def test_errors_name_the_field():
 def test_summary_and_rebuild_errors(tmp_path):
     recs = [{"variant": "a", "seed": 0, "test_accuracy": 0.5}]
     with pytest.raises(ValueError, match=r"baseline='b' is not a variant of these runs"):
-        ablation.summarize(recs, baseline="b")
+        ablation_tables.summarize(recs, baseline="b")
     with pytest.raises(ValueError, match=r"records is empty"):
-        ablation.summarize([])
+        ablation_tables.summarize([])
     with pytest.raises(ValueError, match=r"runs='.*nowhere.csv' is not a file; pass the runs.csv"):
-        ablation.tables_from_runs(tmp_path / "nowhere.csv")
+        ablation_tables.tables_from_runs(tmp_path / "nowhere.csv")
     (tmp_path / "runs.csv").write_text("name,acc\na,0.5\n")
     with pytest.raises(ValueError, match=r"lacks the columns \['variant', 'seed', 'test_acc"):
-        ablation.tables_from_runs(tmp_path)
+        ablation_tables.tables_from_runs(tmp_path)
 
 
 def test_single_seed_prints_no_spread(tmp_path):
     recs = [
         {"variant": "a", "test_accuracy": 0.5, "train_time_s": 1, "images_per_s": 2, "curve": []}
     ]
-    rows = ablation.summarize(recs)
+    rows = ablation_tables.summarize(recs)
     assert rows[0]["test_accuracy_std"] is None and np.isclose(rows[0]["test_accuracy_mean"], 0.5)
-    ablation.write_outputs(rows, recs, tmp_path)
+    ablation_tables.write_outputs(rows, recs, tmp_path)
     md = (tmp_path / "results.md").read_text()
     assert "| a | 50.00 | 1 |" in md and "±" not in md
     # two variants, one seed each: no statistics, a dash in every column, and no picture of
     # differences
     recs.append({**recs[0], "variant": "b", "test_accuracy": 0.6})
-    rows = ablation.summarize(recs)
-    files = ablation.write_outputs(rows, recs, tmp_path / "two")
+    rows = ablation_tables.summarize(recs)
+    files = ablation_tables.write_outputs(rows, recs, tmp_path / "two")
     md = (tmp_path / "two" / "results.md").read_text()
     assert "| b | 60.00 | 1 | - | - | - | 1.0 | 2 | - | - | - | - | - |" in md
     assert "Statistics against a: none, one seed per variant" in md

@@ -11,6 +11,7 @@ import pytest
 
 from convjax.train import config as config_lib
 from convjax.train import sweep_space as ss
+from convjax.train import sweep_tables
 from convjax.train.config_files import config_source
 from convjax.train.runs import Run, group_runs
 
@@ -343,10 +344,10 @@ def test_sweep_statistics_need_two_seeds_per_configuration(tmp_path):
         {"trial": 2, "lr": 0.2, "seed": 0, "val_accuracy": 0.8, "test_accuracy": 0.8},
         {"trial": 3, "lr": 0.2, "seed": 1, "val_accuracy": 0.7, "test_accuracy": 0.7},
     ]
-    got = sweep.compare_configurations(ranked, ["lr", "seed"], "val_accuracy")
+    got = sweep_tables.compare_configurations(ranked, ["lr", "seed"], "val_accuracy")
     assert [(r["lr"], r["seeds"]) for r in got["rows"]] == [(0.1, 1), (0.2, 2)]
     assert got["notes"][0] == "trial 1 (seed 1) has no val_accuracy: left out"
     # the runner-up shares one seed with the best: a difference, but no statistics
     assert got["rows"][1]["comparison"].n == 1 and got["rows"][1]["diff_mean"] is None
-    md = sweep.configurations_markdown(got, ["lr", "seed"], "val_accuracy")
+    md = sweep_tables.configurations_markdown(got, ["lr", "seed"], "val_accuracy")
     assert "| 2 | 0.2 | 2 | 75.00 ± 7.07 | 75.00 ± 7.07 | - | - | - | - | - |" in md

@@ -24,7 +24,8 @@ into populations), :mod:`~convjax.train.sharding` and :mod:`~convjax.train.distr
 devices and hosts), :mod:`~convjax.train.cli` (the experiments' command line).
 """
 
-from convjax.train.ablation import run_ablation, tables_from_runs
+from convjax.train.ablation import run_ablation
+from convjax.train.ablation_tables import tables_from_runs
 from convjax.train.checkpoint import CheckpointError
 from convjax.train.config import ConfigError, prepare
 from convjax.train.config_files import load_config

@@ -138,7 +138,9 @@ def comparison_cells(
     ]
 
 
-def statistics_legend(n_seeds: int, *, baseline: str, resamples: int, seed: int) -> str:
+def statistics_legend(
+    n_seeds: int, *, baseline: str, resamples: int = 10_000, seed: int = 0
+) -> str:
     """A paragraph saying how to read :func:`comparison_cells`' columns for ``n_seeds`` shared
     seeds: which tests, which interval, what the smallest p-values are."""
     if n_seeds < 2:

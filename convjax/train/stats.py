@@ -315,14 +315,21 @@ def _snap(d: np.ndarray, scale: float) -> np.ndarray:
 # ---------------------------------------------------------------------------- the comparison
 
 
+#: The difference the seeds-needed figure refers to by default: 0.1 point of accuracy.
+RESOLVE = 0.001
+#: Bootstrap resamples and seed of the tables' intervals (the same data, the same interval).
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+
+
 def compare_paired(
     variant: Mapping[Any, float],
     baseline: Mapping[Any, float],
     *,
-    delta: float = 0.001,
+    delta: float = RESOLVE,
     confidence: float = 0.95,
-    resamples: int = 10_000,
-    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
     alpha: float = 0.05,
     power: float = 0.8,
 ) -> PairedComparison:
