@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -32,10 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_default_config():
-    spec = importlib.util.spec_from_file_location("_default_cfg", f"{ROOT}/configs/default.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+    from convjax.train import load_config, prepare
+
+    return prepare(load_config(f"{ROOT}/configs/default.py")).unlock()
 
 
 def cpu_load() -> str:
@@ -47,7 +45,7 @@ def cpu_load() -> str:
 
 def run(ks=(4, 8), repeats=5, batch_size=128, smoke=False):
     from convjax import data as cdata
-    from convjax.train import loops, optim, trainer
+    from convjax.train import loops, make_model, optim
     from convjax.train.state import create_train_state, rng_stream_names
     from convjax.train.steps import make_train_step
 
@@ -61,7 +59,7 @@ def run(ks=(4, 8), repeats=5, batch_size=128, smoke=False):
     images = jax.device_put(ds.train_images[:n])
     labels = jax.device_put(ds.train_labels[:n])
     order = cdata.epoch_permutation(jax.random.key(0), n, batch_size)
-    model = trainer.make_model(cfg, ds.image_shape, ds.num_classes)
+    model = make_model(cfg, ds.image_shape, ds.num_classes)
     tx = optim.make_optimizer(cfg, 100)
     model_def, state0 = create_train_state(model, tx)
     mean, std = ds.train_mean_std
@@ -71,7 +69,9 @@ def run(ks=(4, 8), repeats=5, batch_size=128, smoke=False):
     rows = []
     for k in ks:
         for form in ("step", "scan", "unrolled"):
-            fn = loops.make_multi_step(step, form, 1 if form == "step" else k, donate=False)
+            fn = loops.make_multi_step(
+                step, form, 1 if form == "step" else k, single=True, donate=False
+            )
             calls = k if form == "step" else 1
 
             def k_steps(st, fn=fn, calls=calls):

@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -35,10 +34,9 @@ xla_env.use_cpu_cores()
 
 
 def load_config(path):
-    spec = importlib.util.spec_from_file_location("_bench_cfg", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+    from convjax.train import load_config as load
+
+    return load(path)
 
 
 def cpu_load() -> str:
@@ -120,10 +118,10 @@ def main(argv=None):
     a = p.parse_args(argv)
     cfg = load_config(a.config)
     if a.smoke:
-        from convjax.train import prepare_config
+        from convjax.train import prepare
 
         cfg.smoke = True
-        cfg = prepare_config(cfg)
+        cfg = prepare(cfg).unlock()
         cfg.smoke = False
         cfg.model.widths, cfg.model.fc_widths = (8, 16), (32,)
         a.threshold = min(a.threshold, 0.5)

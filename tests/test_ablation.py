@@ -7,6 +7,7 @@ these tests fast; the real end-to-end run is in test_ablate_script_smoke (slow).
 import csv
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from convjax.train import ablation
+from convjax.train import ablation, ablation_tables
 from convjax.train import config as config_lib
 from convjax.train.config_files import load_config
 
@@ -43,9 +44,13 @@ def ablation_config(seeds=(0, 1, 2)):
 
 class FakeFit:
     """fit's signature; accuracy = f(variant, seed), known in advance, so the table can be
-    checked by hand. ``fail_on`` (pool, dilation, seed) raises before anything is written."""
+    checked by hand. ``fail_on`` (pool, dilation, seed) raises before anything is written.
 
-    ACC = {"max": 0.90, "avg": 0.88, "d2": 0.80}
+    Seeds 0, 1, 2 give max 0.90, 0.91, 0.92; avg 0.87, 0.89, 0.91 (0.03, 0.02, 0.01 below
+    max); d2 0.80, 0.81, 0.82 (0.10 below max on every seed)."""
+
+    ACC = {"max": 0.90, "avg": 0.87, "d2": 0.80}
+    STEP = {"max": 0.01, "avg": 0.02, "d2": 0.01}
 
     def __init__(self, fail_on=None):
         self.calls = []
@@ -59,7 +64,7 @@ class FakeFit:
         out = []
         for c, d in zip(cfgs, member_dirs):
             name = "d2" if c.model.dilation == 2 else c.model.pool
-            acc = self.ACC[name] + 0.01 * c.seed
+            acc = self.ACC[name] + self.STEP[name] * c.seed
             res = {
                 "test_accuracy": acc,
                 "train_time_s": 10.0 + c.seed,
@@ -74,7 +79,7 @@ class FakeFit:
 
 
 def stats(config):
-    return {"params": 1000 * config.model.dilation, "flops": 2e6, "receptive_field": (5, 5)}
+    return {"params": 1000 * config.model.dilation, "flops": 2_000_000, "receptive_field": (5, 5)}
 
 
 def test_runs_every_variant_and_seed_and_writes_tables(tmp_path):
@@ -92,18 +97,66 @@ def test_runs_every_variant_and_seed_and_writes_tables(tmp_path):
     assert rows["max"]["test_accuracy_mean"] == pytest.approx(0.91)
     assert rows["max"]["test_accuracy_std"] == pytest.approx(0.01)
     assert rows["d2"]["params"] == 2000 and rows["max"]["train_time_s"] == pytest.approx(11.0)
+    # t-interval of max's mean: 0.91 ± t_{0.975,2} * 0.01 / sqrt(3) = 0.91 ± 4.302653 * 0.005774
+    assert rows["max"]["test_accuracy_ci_low"] == pytest.approx(0.91 - 0.0248414, abs=1e-7)
     md = (tmp_path / "results.md").read_text()
-    assert "| avg | 89.00 ± 1.00 | 3 | 1.00k | 2.00M | 5x5 | 11.0 | 100 |" in md
+    # avg - max per seed: -3, -2, -1 points. Mean -2; the bootstrap interval of 3 differences
+    # is their range, [-3, -1]. t = -2 / (1 / sqrt(3)) = -3.4641 with 2 degrees of freedom,
+    # whose two-sided p is closed-form, 1 - |t| / sqrt(2 + t^2) = 1 - 3.4641 / 3.7417 = 0.074.
+    # Wilcoxon: all three of one sign, 2 / 2^3 = 0.25. Seeds: the std of the differences is
+    # 1 point, 10x the 0.1-point target: normal formula 7.849 * 10^2 = 784.9, the t-test's
+    # exact power needs 787. d2 - max is -10 points on every seed: no spread, so no t-test
+    # and no seeds figure.
+    assert (
+        "| avg | 89.00 ± 2.00 | 3 | 1.00k | 2.00M | 5x5 | 11.0 | 100 | -2.00 | [-3.00, -1.00] "
+        "| 0.074 | 0.25 | 787 |" in md
+    )
+    assert "| max | 91.00 ± 1.00 | 3 | 1.00k | 2.00M | 5x5 | 11.0 | 100 | baseline | - |" in md
+    assert "| 2.00k | 2.00M | 5x5 | 11.0 | 100 | -10.00 | [-10.00, -10.00] | - | 0.25 | - |" in md
+    assert "| Δ vs max (points) | 95% CI of Δ | t-test p | Wilcoxon p | seeds for 0.1 point |" in md
+    assert "Wilcoxon p cannot fall below 0.25" in md and "only 10 distinct resamples" in md
+    assert "- d2: the differences are identical on every seed (std 0)" in md
     with open(tmp_path / "results.csv") as f:
         got = list(csv.DictReader(f))
     assert [r["variant"] for r in got] == ["max", "avg", "d2"]
     assert float(got[2]["test_accuracy_mean"]) == pytest.approx(0.81)
+    t_p = 1 - 2 * math.sqrt(3) / math.sqrt(2 + 12)
+    assert float(got[1]["t_pvalue"]) == pytest.approx(t_p, rel=1e-9)
+    assert float(got[1]["diff_mean"]) == pytest.approx(-0.02, abs=1e-12)
+    assert float(got[1]["diff_ci_low"]) == pytest.approx(-0.03, abs=1e-12)
+    assert (got[1]["wilcoxon_pvalue"], got[1]["seeds_for_0.1_point"]) == ("0.25", "787")
+    assert (got[0]["baseline"], got[0]["diff_mean"], got[1]["paired_seeds"]) == ("max", "", "3")
     with open(tmp_path / "runs.csv") as f:
         assert len(list(csv.DictReader(f))) == 9
-    for name in ("accuracy.png", "learning_curves.png"):
+    for name in ("accuracy.png", "differences.png", "learning_curves.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert (tmp_path / "runs" / "avg" / "seed_2" / "results.json").exists()
     assert out["runs"][0]["curve"] == [(1.0, pytest.approx(0.8)), (2.0, 0.85), (3.0, 0.9)]
+
+
+def test_named_baseline_and_tables_rebuilt_from_runs_csv(tmp_path):
+    cfg = ablation_config()
+    cfg.baseline = "avg"
+    out = ablation.run_ablation(cfg, tmp_path, fit_fn=FakeFit(), stats_fn=stats, log=print)
+    rows = {r["variant"]: r for r in out["table"]}
+    # max - avg per seed: +3, +2, +1 points
+    assert rows["max"]["diff_mean"] == pytest.approx(0.02, abs=1e-12)
+    assert rows["avg"]["comparison"] is None and rows["avg"]["baseline"] == "avg"
+    first = {n: (tmp_path / n).read_text() for n in ("results.md", "results.csv")}
+    curves = (tmp_path / "learning_curves.png").read_bytes()
+    for name in ("results.md", "results.csv", "accuracy.png", "differences.png"):
+        (tmp_path / name).unlink()
+    rebuilt = ablation_tables.tables_from_runs(
+        tmp_path / "runs.csv", baseline="avg", title="toy pooling"
+    )
+    # the CSV round trip (str of a float, read back) loses nothing the tables print
+    assert {n: (tmp_path / n).read_text() for n in ("results.md", "results.csv")} == first
+    assert (tmp_path / "differences.png").exists() and "learning_curves.png" not in rebuilt["files"]
+    assert (tmp_path / "learning_curves.png").read_bytes() == curves
+    # default baseline: the first variant in the file; title: the folder's name
+    again = ablation_tables.tables_from_runs(tmp_path)
+    assert again["table"][0]["baseline"] == "max"
+    assert (tmp_path / "results.md").read_text().startswith(f"### {tmp_path.name}\n")
 
 
 def test_resume_skips_finished_runs(tmp_path):
@@ -175,17 +228,43 @@ def test_errors_name_the_field():
     c.seed_field = "rng"
     with pytest.raises(ValueError, match=r"seed_field='rng' is not a field of base"):
         ablation.expand_runs(c)
+    c = ablation_config()
+    c.baseline = "min"
+    with pytest.raises(ValueError, match=r"baseline='min' is not a variant; use one of"):
+        ablation.expand_runs(c)
+
+
+def test_summary_and_rebuild_errors(tmp_path):
+    recs = [{"variant": "a", "seed": 0, "test_accuracy": 0.5}]
+    with pytest.raises(ValueError, match=r"baseline='b' is not a variant of these runs"):
+        ablation_tables.summarize(recs, baseline="b")
+    with pytest.raises(ValueError, match=r"records is empty"):
+        ablation_tables.summarize([])
+    with pytest.raises(ValueError, match=r"runs='.*nowhere.csv' is not a file; pass the runs.csv"):
+        ablation_tables.tables_from_runs(tmp_path / "nowhere.csv")
+    (tmp_path / "runs.csv").write_text("name,acc\na,0.5\n")
+    with pytest.raises(ValueError, match=r"lacks the columns \['variant', 'seed', 'test_acc"):
+        ablation_tables.tables_from_runs(tmp_path)
 
 
 def test_single_seed_prints_no_spread(tmp_path):
     recs = [
         {"variant": "a", "test_accuracy": 0.5, "train_time_s": 1, "images_per_s": 2, "curve": []}
     ]
-    rows = ablation.summarize(recs)
+    rows = ablation_tables.summarize(recs)
     assert rows[0]["test_accuracy_std"] is None and np.isclose(rows[0]["test_accuracy_mean"], 0.5)
-    ablation.write_outputs(rows, recs, tmp_path)
+    ablation_tables.write_outputs(rows, recs, tmp_path)
     md = (tmp_path / "results.md").read_text()
     assert "| a | 50.00 | 1 |" in md and "±" not in md
+    # two variants, one seed each: no statistics, a dash in every column, and no picture of
+    # differences
+    recs.append({**recs[0], "variant": "b", "test_accuracy": 0.6})
+    rows = ablation_tables.summarize(recs)
+    files = ablation_tables.write_outputs(rows, recs, tmp_path / "two")
+    md = (tmp_path / "two" / "results.md").read_text()
+    assert "| b | 60.00 | 1 | - | - | - | 1.0 | 2 | - | - | - | - | - |" in md
+    assert "Statistics against a: none, one seed per variant" in md
+    assert "differences.png" not in files
 
 
 # ---------------------------------------------------------------- the ready configs and script

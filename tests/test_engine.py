@@ -37,6 +37,7 @@ def base():
     c.validation_size = 64
     c.train_subset = 256  # 192 training images after the split: 3 steps of 64 per epoch
     c.loop = "step"
+    c.tta_flip = True  # evaluation on each image and its mirror, in populations too
     return c
 
 

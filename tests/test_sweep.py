@@ -11,6 +11,7 @@ import pytest
 
 from convjax.train import config as config_lib
 from convjax.train import sweep_space as ss
+from convjax.train import sweep_tables
 from convjax.train.config_files import config_source
 from convjax.train.runs import Run, group_runs
 
@@ -151,6 +152,8 @@ def tiny_base():
         ("pooling_lr", [3, 3, 3]),
         ("random_optimizer", [8]),
         ("dropout_wd", [2, 6]),
+        ("halving", [16]),
+        ("pbt", [8]),
     ],
 )
 def test_ready_sweep_configs(name, sizes):
@@ -168,9 +171,11 @@ class FakeFit:
 
     def __init__(self):
         self.calls = []
+        self.schedules = []
 
-    def __call__(self, cfgs, workdir, *, member_dirs, strategy, mesh, log):
+    def __call__(self, cfgs, workdir, *, member_dirs, strategy, mesh, log, **schedule):
         self.calls.append(len(cfgs))
+        self.schedules.append(schedule)
         out = []
         for c, d in zip(cfgs, member_dirs):
             v = 0.9 - abs(c.learning_rate - 0.1) + (0.02 if c.model.pool == "avg" else 0.0)
@@ -219,6 +224,19 @@ def test_run_sweep_tables_best_config_plots_and_resume(tmp_path):
     assert fake.calls == [3, 3, 3]
 
 
+def test_run_sweep_hands_its_schedule_to_every_population(tmp_path):
+    from convjax.train import sweep
+
+    fake = FakeFit()
+    cfg, _ = load_cfg("configs/sweeps/halving.py", "halving_smoke")
+    sweep.run_sweep(cfg, tmp_path, fit_fn=fake, log=lambda s: None, write_files=False)
+    assert fake.calls == [16]
+    assert fake.schedules == [{"halving": {"rung_epochs": (0.25, 1.0), "reduction_factor": 4}}]
+    cfg, _ = load_cfg("configs/sweeps/pbt.py", "pbt_smoke")
+    sweep.run_sweep(cfg, tmp_path / "pbt", fit_fn=fake, log=lambda s: None, write_files=False)
+    assert set(fake.schedules[-1]) == {"pbt"} and fake.calls[-1] == 8
+
+
 def test_sweep_config_errors():
     from convjax.train import sweep
 
@@ -243,3 +261,93 @@ def test_sweep_config_errors():
         sweep.run_sweep(cfg, "/tmp/unused", write_files=False)
     with pytest.raises(ValueError, match=r"arg='big' is not a preset"):
         load_cfg("configs/sweeps/lr_smoothing.py", "big")
+
+
+class SeedFit:
+    """fit's signature; validation accuracy per (learning rate, seed) from a table: lr 0.1
+    gives 0.90, 0.92, 0.91 on seeds 0, 1, 2; lr 0.05 gives 0.87, 0.90, 0.90 (3, 2 and 1
+    points below). Test accuracy = validation - 0.01."""
+
+    VAL = {(0.1, 0): 0.90, (0.1, 1): 0.92, (0.1, 2): 0.91}
+    VAL.update({(0.05, 0): 0.87, (0.05, 1): 0.90, (0.05, 2): 0.90})
+
+    def __call__(self, cfgs, workdir, *, member_dirs, strategy, mesh, log):
+        out = []
+        for c, d in zip(cfgs, member_dirs):
+            v = self.VAL[(c.learning_rate, c.seed)]
+            r = {"val_accuracy": v, "test_accuracy": v - 0.01, "epochs_run": 1}
+            r.update(members=len(cfgs), status="finished")
+            Path(d).mkdir(parents=True, exist_ok=True)
+            (Path(d) / "results.json").write_text(__import__("json").dumps(r))
+            out.append(r)
+        return out
+
+
+def seed_sweep(space):
+    cfg, _ = load_cfg("configs/sweeps/lr_smoothing.py", "smoke")
+    cfg.space = space
+    return cfg
+
+
+def test_sweep_over_seeds_compares_configurations_with_the_best(tmp_path):
+    from convjax.train import sweep
+
+    cfg = seed_sweep((("learning_rate", (0.05, 0.1)), ("seed", (0, 1, 2))))
+    out = sweep.run_sweep(cfg, tmp_path, fit_fn=SeedFit(), log=lambda s: None)
+    assert len(out["records"]) == 6
+    md = (tmp_path / "results.md").read_text()
+    head = "| rank | learning_rate | seeds | val acc (%) | test acc (%) | Δ vs best (points) |"
+    assert head in md
+    # best: lr 0.1, mean 91.00 ± 1.00 (0.90, 0.92, 0.91). lr 0.05 - best per seed: -3, -2, -1
+    # points: mean -2, bootstrap interval of 3 differences = their range [-3, -1];
+    # t = -2 / (1 / sqrt(3)) = -3.464 with 2 degrees of freedom, two-sided p =
+    # 1 - |t| / sqrt(2 + t^2) = 0.074; Wilcoxon 2 / 2^3 = 0.25; std of the differences 1
+    # point, 10x the 0.1-point target: 787 seeds (normal formula 784.9)
+    assert "| 1 | 0.1 | 3 | 91.00 ± 1.00 | 90.00 ± 1.00 | best | - | - | - | - |" in md
+    assert (
+        "| 2 | 0.05 | 3 | 89.00 ± 1.73 | 88.00 ± 1.73 | -2.00 | [-3.00, -1.00] | 0.074 | 0.25 "
+        "| 787 |" in md
+    )
+    assert "picked on these same val_accuracy numbers" in md
+    with open(tmp_path / "configurations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["rank"], r["learning_rate"], r["trials"]) for r in rows] == [
+        ("1", "0.1", "3 4 5"),
+        ("2", "0.05", "0 1 2"),
+    ]
+    assert float(rows[1]["t_pvalue"]) == pytest.approx(1 - 2 * math.sqrt(3) / math.sqrt(14))
+    assert float(rows[1]["diff_ci_high"]) == pytest.approx(-0.01, abs=1e-12)
+    assert rows[0]["diff_mean"] == "" and rows[1]["seeds_for_0.1_point"] == "787"
+    # the per-trial table is still there, best trial first
+    assert md.index("| 1 | 0.1 | 1 | 92.00 | 91.00 | finished |") < md.index("#### configurations")
+
+
+def test_sweep_statistics_need_two_seeds_per_configuration(tmp_path):
+    from convjax.train import sweep
+
+    # one seed per configuration
+    cfg = seed_sweep((("learning_rate", (0.05, 0.1)), ("seed", (1,))))
+    sweep.run_sweep(cfg, tmp_path / "a", fit_fn=SeedFit(), log=lambda s: None)
+    md = (tmp_path / "a" / "results.md").read_text()
+    assert "Statistics need at least two seeds per configuration; here every" in md
+    assert not (tmp_path / "a" / "configurations.csv").exists()
+    # no seed in the space at all (the pooling x learning rate sweep)
+    fake = FakeFit()
+    cfg, _ = load_cfg("configs/sweeps/pooling_lr.py", "smoke")
+    sweep.run_sweep(cfg, tmp_path / "b", fit_fn=fake, log=lambda s: None)
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "Statistics need at least two seeds per configuration; this sweep does not vary" in md
+    # a trial without the metric (diverged) is left out of its configuration, with a note
+    ranked = [
+        {"trial": 0, "lr": 0.1, "seed": 0, "val_accuracy": 0.9, "test_accuracy": 0.9},
+        {"trial": 1, "lr": 0.1, "seed": 1, "val_accuracy": None, "test_accuracy": None},
+        {"trial": 2, "lr": 0.2, "seed": 0, "val_accuracy": 0.8, "test_accuracy": 0.8},
+        {"trial": 3, "lr": 0.2, "seed": 1, "val_accuracy": 0.7, "test_accuracy": 0.7},
+    ]
+    got = sweep_tables.compare_configurations(ranked, ["lr", "seed"], "val_accuracy")
+    assert [(r["lr"], r["seeds"]) for r in got["rows"]] == [(0.1, 1), (0.2, 2)]
+    assert got["notes"][0] == "trial 1 (seed 1) has no val_accuracy: left out"
+    # the runner-up shares one seed with the best: a difference, but no statistics
+    assert got["rows"][1]["comparison"].n == 1 and got["rows"][1]["diff_mean"] is None
+    md = sweep_tables.configurations_markdown(got, ["lr", "seed"], "val_accuracy")
+    assert "| 2 | 0.2 | 2 | 75.00 ± 7.07 | 75.00 ± 7.07 | - | - | - | - | - |" in md

@@ -9,6 +9,8 @@ An ablation config (``configs/ablations/<name>.py``) is an ``ml_collections.Conf
     config.seeds     # e.g. (0, 1, 2); written into base field ``config.seed_field``
     config.seed_field = "seed"
     config.populations = True   # optional: train a variant's seeds as one population
+    config.baseline = "max"     # optional: the variant the others are compared with; the
+                                # first variant in order by default
 
 :func:`run_ablation` trains every (variant, seed) into ``WORKDIR/runs/<variant>/seed_<s>/``
 through :func:`convjax.train.runs.train_runs`: finished runs are read back, never rerun; the
@@ -17,44 +19,38 @@ to float rounding; ``populations = False`` trains each run alone). It then write
 
 - ``results.md`` / ``results.csv``: one row per variant -- test accuracy mean ± std over
   seeds, parameters, FLOPs and receptive field (``convjax.inspect.summary``), training time and
-  images/s (means);
+  images/s (means), and the variant against the baseline paired by seed
+  (:func:`convjax.train.stats.compare_paired`): difference of means, its 95% bootstrap
+  interval, paired t-test and Wilcoxon p-values, seeds a t-test would need to resolve a
+  0.1-point difference; a paragraph under the table says how to read them;
 - ``runs.csv``: one row per run;
-- ``accuracy.png`` (test accuracy per variant with its spread) and ``learning_curves.png``
+- ``accuracy.png`` (test accuracy per variant with the 95% t-interval of its mean),
+  ``differences.png`` (each variant's difference from the baseline with its bootstrap
+  interval; written when the variants share at least two seeds) and ``learning_curves.png``
   (every run's validation/test curve, one colour per variant).
+
+:func:`tables_from_runs` rebuilds the tables and the two accuracy figures from a ``runs.csv``
+alone, without training (``scripts/ablation_tables.py`` is its command).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import ml_collections
-import numpy as np
 
 from convjax.train import config as config_lib
 from convjax.train import report
+from convjax.train.ablation_tables import RESULT_KEYS, summarize, write_outputs
 from convjax.train.factory import make_model
 from convjax.train.runs import Run, train_runs
 
 StatsFn = Callable[[ml_collections.ConfigDict], Mapping[str, Any]]
 
 #: Keys of a run's results that the tables use.
-RESULT_KEYS = ("test_accuracy", "val_accuracy", "train_time_s", "images_per_s", "epochs_run")
-
-#: Columns of results.csv, in order.
-TABLE_COLUMNS = (
-    "variant",
-    "seeds",
-    "test_accuracy_mean",
-    "test_accuracy_std",
-    "params",
-    "flops",
-    "receptive_field",
-    "train_time_s",
-    "images_per_s",
-)
 
 
 def _keys(cfg) -> list[str]:
@@ -99,6 +95,12 @@ def check_ablation_config(config) -> None:
         )
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"ablation config: seeds={tuple(seeds)!r} repeats a seed; list each once.")
+    baseline = config.get("baseline", None)
+    if baseline is not None and baseline not in variants:
+        raise ValueError(
+            f"ablation config: baseline={baseline!r} is not a variant; use one of "
+            f"{sorted(variants)}, or leave it out to compare with the first variant."
+        )
     seed_field = config.get("seed_field", "seed")
     if seed_field not in config.base:
         raise ValueError(
@@ -215,108 +217,8 @@ def run_ablation(
                 "curve": learning_curve(result),
             }
         )
-    table = summarize(records)
+    order = list(dict.fromkeys(r["variant"] for r in records))
+    table = summarize(records, baseline=config.get("baseline", None) or order[0])
     files = write_outputs(table, records, workdir, title=config.get("name", workdir.name))
     log((workdir / "results.md").read_text())
     return {"runs": records, "table": table, "files": files}
-
-
-def _mean(values) -> float:
-    vals = [float(v) for v in values if v is not None]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
-def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per-variant rows (:data:`TABLE_COLUMNS`): mean and sample std (ddof=1) over seeds; the
-    std of a single seed is None (not measured)."""
-    rows = []
-    for name in dict.fromkeys(r["variant"] for r in records):
-        rs = [r for r in records if r["variant"] == name]
-        acc = np.array([float(r["test_accuracy"]) for r in rs])
-        rows.append(
-            {
-                "variant": name,
-                "seeds": len(rs),
-                "test_accuracy_mean": float(acc.mean()),
-                "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
-                "test_accuracies": acc.tolist(),
-                "params": rs[0].get("params"),
-                "flops": rs[0].get("flops"),
-                "receptive_field": rs[0].get("receptive_field"),
-                "train_time_s": _mean(r.get("train_time_s") for r in rs),
-                "images_per_s": _mean(r.get("images_per_s") for r in rs),
-            }
-        )
-    return rows
-
-
-def _si(x) -> str:
-    if x is None:
-        return "-"
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(float(x)) >= div:
-            return f"{float(x) / div:.2f}{unit}"
-    return f"{float(x):.0f}"
-
-
-def _rf(x) -> str:
-    return "-" if x is None else "x".join(str(int(v)) for v in x)
-
-
-def write_outputs(table, records, workdir: Path, *, title: str = "ablation") -> dict[str, str]:
-    """``results.md``, ``results.csv``, ``runs.csv``, ``accuracy.png``, ``learning_curves.png``."""
-    workdir = Path(workdir)
-    rows = [
-        [
-            r["variant"],
-            report.mean_std(r["test_accuracies"]),
-            r["seeds"],
-            _si(r["params"]),
-            _si(r["flops"]),
-            _rf(r["receptive_field"]),
-            f"{r['train_time_s']:.1f}",
-            f"{r['images_per_s']:.0f}",
-        ]
-        for r in table
-    ]
-    md = f"### {title}\n\n" + report.markdown_table(
-        [
-            "variant",
-            "test accuracy (%)",
-            "seeds",
-            "params",
-            "FLOPs",
-            "receptive field",
-            "train time (s)",
-            "images/s",
-        ],
-        rows,
-    )
-    paths = {
-        "results.md": workdir / "results.md",
-        "results.csv": report.write_csv(workdir / "results.csv", table, TABLE_COLUMNS),
-        "runs.csv": report.write_csv(
-            workdir / "runs.csv",
-            records,
-            ["variant", "seed", *RESULT_KEYS, "params", "flops", "receptive_field", "workdir"],
-        ),
-    }
-    paths["results.md"].write_text(md)
-    means = [100 * r["test_accuracy_mean"] for r in table]
-    spread = [
-        None
-        if r["test_accuracy_std"] is None
-        else (m - 100 * r["test_accuracy_std"], m + 100 * r["test_accuracy_std"])
-        for m, r in zip(means, table)
-    ]
-    fig = report.variant_accuracy_figure(
-        [r["variant"] for r in table], means, spread, title="mean ± std over seeds"
-    )
-    paths["accuracy.png"] = report.save_figure(fig, workdir / "accuracy.png")
-    curves = {
-        r["variant"]: [x["curve"] for x in records if x["variant"] == r["variant"]] for r in table
-    }
-    paths["learning_curves.png"] = report.save_figure(
-        report.variant_curves_figure(curves), workdir / "learning_curves.png"
-    )
-    return {k: str(v) for k, v in paths.items()}

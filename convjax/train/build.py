@@ -27,11 +27,14 @@ from convjax.train import population as pop
 from convjax.train.checkpoint import Checkpointer
 from convjax.train.factory import make_model
 from convjax.train.inputs import load_population_data
+from convjax.train.schedules import PBT, make_schedule
 from convjax.train.state import create_train_state, rng_stream_names
 from convjax.train.steps import health_layers, make_eval_step, make_train_step
 
 __all__ = [
     "OUTPUT_FIELDS",
+    "member_hparams",
+    "set_member_hparams",
     "POPULATION_FIELDS",
     "PRESENCE_FIELDS",
     "Programs",
@@ -104,7 +107,7 @@ def check_population(configs: Sequence[Any]) -> None:
 class Run:
     """What stays fixed for a whole call of :func:`fit`: configs, data, model, steps, output."""
 
-    def __init__(self, cfgs, workdir, member_dirs, strategy, mesh, log):
+    def __init__(self, cfgs, workdir, member_dirs, strategy, mesh, log, halving=None, pbt=None):
         self.t_start = time.perf_counter()
         self.main = distributed.is_main_process()  # only process 0 writes files
         self.cfgs, self.c0, self.n = cfgs, cfgs[0], len(cfgs)
@@ -125,6 +128,16 @@ class Run:
                 "examples; use a smaller batch_size."
             )
         self.steps_per_epoch = self.data.n_train // self.bs
+        self.schedule = make_schedule(
+            halving,
+            pbt,
+            steps_per_epoch=self.steps_per_epoch,
+            num_epochs=self.c0.num_epochs,
+            members=self.n,
+            has_validation=self.data.has_validation,
+        )
+        total = self.steps_per_epoch * self.c0.num_epochs
+        self.event_steps = set(self.schedule.event_steps(total)) if self.schedule else set()
         self.tx = optim.make_optimizer(self.c0, self.steps_per_epoch, member_rates=self.n > 1)
         self.ema_decay = float(self.c0.ema_decay)
         self.fresh, self.model_def, model = [], None, None
@@ -144,6 +157,13 @@ class Run:
             (self.workdir / "summary.txt").write_text(text + "\n")
         print(text, file=self.out, flush=True)
         self._build_member_steps(model)
+        if isinstance(self.schedule, PBT) and "model.dropout" in self.schedule.fields:
+            if "dropout_rate" not in self.hparams:
+                raise ValueError(
+                    "sweep config: pbt.fields has 'model.dropout', but the members' model has no "
+                    "dropout layer whose rate model.dropout sets; drop the field or give the "
+                    "members a nonzero model.dropout."
+                )
         form = self.c0.loop
         self.form, self.k_best = loops.best_form() if form == "auto" else (form, 1)
         if self.c0.steps_per_call:
@@ -197,6 +217,11 @@ class Run:
             self.train_steps.append(by_stats[stats][0])
             self.eval_steps.append(by_stats[stats][1])
         self.shared_step = len(by_stats) == 1
+
+    def breaks(self, epoch: int) -> set[int]:
+        """Batches of ``epoch`` after which a schedule acts (its end is :func:`end_epoch`'s)."""
+        lo = epoch * self.steps_per_epoch
+        return {s - lo for s in self.event_steps if lo < s < lo + self.steps_per_epoch}
 
     def template(self, live: Sequence[int]):
         """The stacked fresh states of the live members (shapes for a restore)."""
@@ -297,6 +322,12 @@ class Programs:
         )
         self.compiled: set[int] = set()
 
+    def update_hparams(self, run: Run) -> None:
+        """Place the live members' current step hyperparameters (after PBT changed them)."""
+        self.hparams = self.place_members(
+            {k: jnp.asarray(v[self.live]) for k, v in run.hparams.items()}
+        )
+
     def place_members(self, tree):
         """Put a tree with a leading member axis on the device(s) (without it when single)."""
         if self.single:
@@ -328,3 +359,43 @@ class Programs:
             return fn(states, batch, keys, hparams)
 
         return jax.jit(constrained)
+
+
+def member_hparams(config) -> dict[str, float]:
+    """A member's population hyperparameters, by config field name."""
+    return {
+        "learning_rate": float(config.learning_rate),
+        "weight_decay": float(config.weight_decay),
+        "momentum": float(config.momentum),
+        "label_smoothing": float(config.label_smoothing),
+        "model.dropout": float(config.model.get("dropout", 0.0) or 0.0),
+    }
+
+
+#: Member hyperparameters that live in the optimizer state (``optim.make_optimizer`` with
+#: ``member_rates``), by config field: the rate is the ``step_size`` after the unit schedule.
+OPTIMIZER_HPARAMS = {
+    "learning_rate": "step_size",
+    "weight_decay": "weight_decay",
+    "momentum": "momentum",
+}
+
+#: Member hyperparameters the step takes as arrays (``Run.hparams``), by config field.
+STEP_HPARAMS = {"label_smoothing": "label_smoothing", "model.dropout": "dropout_rate"}
+
+
+def set_member_hparams(run: Run, loop, live, opt_state):
+    """``opt_state`` (host, member axis over ``live``) and ``run.hparams`` set to the members'
+    current hyperparameters (``MemberLog.hparams``); returns the new optimizer state."""
+    for field, name in STEP_HPARAMS.items():
+        if name in run.hparams:
+            for m in range(run.n):
+                if field in loop.members[m].hparams:
+                    run.hparams[name][m] = loop.members[m].hparams[field]
+    present = pop.get_hyperparams(opt_state)
+    values = {
+        key: np.array([loop.members[m].hparams[field] for m in live], np.float32)
+        for field, key in OPTIMIZER_HPARAMS.items()
+        if key in present and all(field in loop.members[m].hparams for m in live)
+    }
+    return pop.set_hyperparams(opt_state, **values) if values else opt_state

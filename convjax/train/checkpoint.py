@@ -131,19 +131,23 @@ class Checkpointer:
         tree = jax.tree.map(lambda t, x: np.asarray(x, t.dtype), template, tree)
         return TrainState(**{f: tree.get(f) for f in TrainState._fields})
 
-    def restore(self, make_template: Callable[[LoopState], TrainState]):
+    def restore(
+        self, make_template: Callable[[LoopState], TrainState], *, only_step: int | None = None
+    ):
         """``(states, loop)`` of the newest intact checkpoint, or None if there is none.
 
         Args:
           make_template: builds a state of the right structure, shapes and dtypes for a saved
             loop state (the live members' freshly initialised states, stacked).
+          only_step: restore this step (and nothing older) instead of the newest.
 
         Raises:
           CheckpointError: checkpoints exist but every one is damaged, or they were written by
             an incompatible version.
         """
         problems = []
-        for step in reversed(self.steps()):
+        candidates = [only_step] if only_step is not None else list(reversed(self.steps()))
+        for step in candidates:
             try:
                 loop, want = self._read_loop(step)
             except ValueError as e:

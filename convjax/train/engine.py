@@ -39,7 +39,7 @@ included), ``compile_s``, ``images_per_s`` (the population's steady state, all m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,18 @@ import jax
 
 from convjax.train import config as config_lib
 from convjax.train import plots, report
-from convjax.train.build import POPULATION_FIELDS, Programs, Run, check_population
+from convjax.train.build import (
+    POPULATION_FIELDS,
+    Programs,
+    Run,
+    check_population,
+    member_hparams,
+    set_member_hparams,
+)
 from convjax.train.epochs import end_epoch, global_step, signal_flag, train_epoch
 from convjax.train.errors import NonFiniteLossError, TrainingInterrupted
 from convjax.train.metrics import MetricsWriter, NullWriter
+from convjax.train.schedules import PBT, pbt_schedule_figure
 from convjax.train.state import LoopState
 
 __all__ = [
@@ -80,7 +88,10 @@ def _member_results(run, loop, member: int, progs) -> dict[str, Any]:
         "status": g.status,
         "stopped_early": g.status == "stopped_early",
         "diverged_step": g.diverged_step,
-        "steps": (g.diverged_step - 1) if g.diverged_step else epochs * run.steps_per_epoch,
+        "steps": (g.diverged_step - 1) if g.diverged_step else g.stopped_step,
+        "stopped_epoch": (g.stopped_step or 0) / run.steps_per_epoch,
+        "hparams": g.hparams,
+        "hparam_schedule": g.hparam_schedule or None,
         "train_time_s": loop.train_time_s,
         "compile_s": loop.compile_s,
         "images_per_s": steady,
@@ -105,6 +116,8 @@ def fit(
     strategy: str = "auto",
     mesh: str | None = "auto",
     log: Callable[[str], None] | None = None,
+    halving: Mapping[str, Any] | None = None,
+    pbt: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train N >= 1 run configs as one population in ``workdir`` (see the module docstring).
 
@@ -118,6 +131,8 @@ def fit(
       mesh: ``"auto"`` shards members and batches over this process's devices (all processes'
         after ``convjax.train.distributed.initialize``), None keeps one device.
       log: printer for progress lines (default: stdout when ``config.verbose``).
+      halving, pbt: a successive-halving or population-based-training schedule
+        (:mod:`convjax.train.schedules`), or None.
 
     Returns:
       One results dict per member (module docstring), also written to its ``results.json``.
@@ -141,7 +156,7 @@ def fit(
             f"fit: {len(member_dirs)} member_dirs for {len(cfgs)} configs; pass "
             "one folder per member."
         )
-    run = Run(cfgs, workdir, member_dirs, strategy, mesh, log)
+    run = Run(cfgs, workdir, member_dirs, strategy, mesh, log, halving=halving, pbt=pbt)
     for c, d in zip(cfgs, run.member_dirs):
         d.mkdir(parents=True, exist_ok=True)
         if run.main:
@@ -149,6 +164,10 @@ def fit(
     restored = run.ckpt.restore(lambda loop: run.template(loop.live))
     if restored is None:
         loop, states = LoopState.fresh(run.n), run.template(range(run.n))
+        for c, g in zip(cfgs, loop.members):
+            g.hparams = member_hparams(c)
+            if isinstance(run.schedule, PBT):
+                g.hparam_schedule.append({"step": 0, "copied_from": None, **g.hparams})
     else:
         states, loop = restored
         run.log(
@@ -162,13 +181,16 @@ def fit(
         else NullWriter()
         for d in run.member_dirs
     ]
+    states = states._replace(opt_state=set_member_hparams(run, loop, loop.live, states.opt_state))
     progs = Programs(run, loop.live)
     states = progs.place_members(states)
     try:
         with signal_flag() as signals:
             while any(loop.members[m].status == "training" for m in loop.live):
                 t_epoch = time.perf_counter()
-                states, rate = train_epoch(run, loop, states, progs, writers, signals)
+                states, progs, rate = train_epoch(
+                    run, loop, states, progs, writers, signals, t_epoch
+                )
                 states, progs = end_epoch(run, loop, states, progs, writers, rate, t_epoch)
                 if signals and any(loop.members[m].status == "training" for m in loop.live):
                     raise TrainingInterrupted(
@@ -195,6 +217,12 @@ def _finish(run, loop, states, progs) -> list[dict[str, Any]]:
             )
             plots.member_figures(run, m, state, r)
         report.write_json(run.member_dirs[m] / RESULTS_FILE, r)
+    if isinstance(run.schedule, PBT) and run.main:
+        for field in run.schedule.fields:
+            fig = pbt_schedule_figure(
+                [r["hparam_schedule"] for r in results], field, run.steps_per_epoch
+            )
+            report.save_figure(fig, run.workdir / f"pbt_{field.replace('.', '_')}.png")
     if run.n == 1:
         r = results[0]
         run.log(

@@ -21,9 +21,10 @@ import numpy as np
 from convjax import data as cdata
 from convjax.train import distributed, loops, optim
 from convjax.train import population as pop
-from convjax.train.build import Programs, Run
+from convjax.train.build import Programs, Run, set_member_hparams
 from convjax.train.errors import NonFiniteLossError, TrainingInterrupted
 from convjax.train.metrics import ProgressBar
+from convjax.train.schedules import PBT, Halving
 from convjax.train.state import LoopState
 
 
@@ -48,12 +49,8 @@ def global_step(run: Run, loop: LoopState) -> int:
     return loop.epoch * run.steps_per_epoch + loop.batch
 
 
-def train_epoch(run, loop, states, progs, writers, signals):
-    """Run the rest of epoch ``loop.epoch`` (from ``loop.batch``).
-
-    Returns ``(states, images/s of this epoch's steady calls or None)``.
-    """
-    epoch, spe = loop.epoch, run.steps_per_epoch
+def _epoch_inputs(run, progs, epoch: int):
+    """The live members' data orders ``(N, batches, B)`` and step keys ``(N,)`` of ``epoch``."""
     orders = jnp.stack(
         [
             cdata.epoch_permutation(
@@ -62,11 +59,24 @@ def train_epoch(run, loop, states, progs, writers, signals):
             for m in progs.live
         ]
     )
-    epoch_keys = jnp.stack([jax.random.fold_in(run.roots[m][1], epoch) for m in progs.live])
-    orders, epoch_keys = progs.place_members(orders), progs.place_members(epoch_keys)
+    keys = jnp.stack([jax.random.fold_in(run.roots[m][1], epoch) for m in progs.live])
+    return progs.place_members(orders), progs.place_members(keys)
+
+
+def train_epoch(run, loop, states, progs, writers, signals, t_epoch):
+    """Run the rest of epoch ``loop.epoch`` (from ``loop.batch``), with the schedule's rounds
+    inside it (:func:`at_step`).
+
+    Returns ``(states, programs, images/s of this epoch's steady calls or None)``.
+    """
+    epoch, spe = loop.epoch, run.steps_per_epoch
+    breaks = run.breaks(epoch)
+    orders, epoch_keys = _epoch_inputs(run, progs, epoch)
     bar = ProgressBar(spe, f"epoch {epoch + 1}/{run.c0.num_epochs}", enabled=run.c0.progress)
     images, seconds = 0, 0.0  # this epoch's steady calls
-    for b, n in loops.chunks(loop.batch, spe, progs.k):
+    while loop.batch < spe:
+        b = loop.batch
+        n = loops.next_chunk(b, spe, progs.k, breaks)
         t0 = time.perf_counter()
         states, m = progs.train.get(n)(
             states, progs.train_images, progs.train_labels, orders, b, epoch_keys, progs.hparams
@@ -82,24 +92,29 @@ def train_epoch(run, loop, states, progs, writers, signals):
             progs.compiled.add(n)
             loop.compile_s += dt
         rate = images / seconds if seconds else 0.0
-        lr_now = lambda st=states: optim.learning_rates(
-            progs.host(pop.get_hyperparams(st.opt_state))
+        lr_now = lambda st=states, p=progs: optim.learning_rates(
+            p.host(pop.get_hyperparams(st.opt_state))
         )
         _record_chunk(run, loop, progs, m, b, n, writers, rate, lr_now)
         loop.batch = b + n
+        if loop.batch in breaks:
+            live = progs.live
+            states, progs = at_step(run, loop, states, progs, writers, t_epoch)
+            if progs.live != live:
+                orders, epoch_keys = _epoch_inputs(run, progs, epoch)
         logs = [loop.members[j] for j in progs.live]
         bar.update(
-            b + n,
+            loop.batch,
             np.mean([g.loss_sum / max(1, g.seen // run.bs) for g in logs]),
             np.mean([g.correct / max(1, g.seen) for g in logs]),
             rate,
         )
-        if signals and b + n < spe:
+        if signals and loop.batch < spe:
             bar.close()
             save(run, loop, progs.host(states))
             raise TrainingInterrupted(signals[0], global_step(run, loop), str(run.ckpt.directory))
     bar.close()
-    return states, (images / seconds if seconds else None)
+    return states, progs, (images / seconds if seconds else None)
 
 
 def _record_chunk(run, loop, progs, m, b, n, writers, rate, lr_now) -> None:
@@ -195,52 +210,153 @@ def evaluate(run, progs, states, split: str) -> tuple[np.ndarray, np.ndarray]:
     return loss / total, correct / total
 
 
-def end_epoch(run, loop, states, progs, writers, epoch_rate, t_epoch):
-    """Evaluate, record, early-stop, compact and checkpoint after an epoch; returns the states
-    and the programs for the (possibly fewer) members that train on."""
-    epoch, c0 = loop.epoch, run.c0
-    recs = [{"epoch": epoch + 1} for _ in progs.live]
-    logs = [loop.members[m] for m in progs.live]
-    for r, g in zip(recs, logs):
-        steps = max(1, g.seen // run.bs)
-        r.update(train_loss=g.loss_sum / steps, train_accuracy=g.correct / max(1, g.seen))
+def _records(run, loop, progs, states) -> list[dict]:
+    """The live members' records of the current (maybe partial) epoch: train sums, validation."""
+    recs = []
+    for m in progs.live:
+        g = loop.members[m]
+        recs.append(
+            {
+                "epoch": loop.epoch + 1,
+                "train_loss": g.loss_sum / max(1, g.seen // run.bs),
+                "train_accuracy": g.correct / max(1, g.seen),
+            }
+        )
     if run.data.has_validation:
         vl, va = evaluate(run, progs, states, "val")
         for j, r in enumerate(recs):
             r.update(val_loss=float(vl[j]), val_accuracy=float(va[j]))
-    last_epoch = epoch + 1 == c0.num_epochs
-    leaving = [_early_stop(c0, g, r) for g, r in zip(logs, recs)]
-    if c0.eval_test_every_epoch or last_epoch or any(leaving):
+    return recs
+
+
+def _finish_records(run, progs, states, recs, t_epoch, epoch_rate, *, test: bool) -> None:
+    if test:
         tl, ta = evaluate(run, progs, states, "test")
         for j, r in enumerate(recs):
             r.update(test_loss=float(tl[j]), test_accuracy=float(ta[j]))
     lrs = optim.learning_rates(progs.host(pop.get_hyperparams(states.opt_state)))
-    step = (epoch + 1) * run.steps_per_epoch
-    for j, (member, g, r) in enumerate(zip(progs.live, logs, recs)):
+    now = time.perf_counter()
+    for j, r in enumerate(recs):
         r.update(
             learning_rate=float(lrs[j]),
-            epoch_time_s=time.perf_counter() - t_epoch,
-            elapsed_s=time.perf_counter() - run.t_start,
+            epoch_time_s=now - t_epoch,
+            elapsed_s=now - run.t_start,
             images_per_s=epoch_rate,
         )
-        if g.status == "training" or g.stopped_epoch is None:
-            for key in g.history:
-                g.history[key].append(r.get(key))
-            writers[member].write("epoch", step, **r)
-            if g.status == "diverged" or leaving[j]:
-                g.stopped_epoch = epoch + 1
-            elif last_epoch:
-                g.status, g.stopped_epoch = "finished", epoch + 1
-        g.loss_sum, g.correct, g.seen = 0.0, 0, 0
-    _log_epoch(run, loop, progs, recs, leaving)
-    loop.epoch, loop.batch = epoch + 1, 0
+
+
+def _append(g, writer, step: int, rec: dict) -> None:
+    for key in g.history:
+        g.history[key].append(rec.get(key))
+    writer.write("epoch", step, **rec)
+
+
+def _halving_cut(run, loop, progs, recs, step: int) -> list[int]:
+    """Members successive halving stops at ``step`` (statuses set; none if no rung here)."""
+    sched = run.schedule
+    if not isinstance(sched, Halving) or step not in sched.rungs:
+        return []
+    values = {
+        m: r[sched.metric] for m, r in zip(progs.live, recs) if loop.members[m].status == "training"
+    }
+    keep = sched.survivors(values)
+    cut = [m for m in values if m not in keep]
+    for m in cut:
+        loop.members[m].status = "stopped"
+    run.log(f"successive halving at step {step}: members {keep} train on, {cut} stop")
+    return cut
+
+
+def _pbt_round(run, loop, states, progs, recs, step: int, writers):
+    """Population-based training at ``step``: the worst copy the best and explore."""
+    sched = run.schedule
+    if not isinstance(sched, PBT) or step not in run.event_steps:
+        return states
+    values = {
+        m: r[sched.metric] for m, r in zip(progs.live, recs) if loop.members[m].status == "training"
+    }
+    decisions = sched.exploit_explore(step, values, {m: loop.members[m].hparams for m in values})
+    if not decisions:
+        return states
+    host = jax.tree.map(np.array, progs.host(states))  # writable copies
+    pos = {m: j for j, m in enumerate(progs.live)}
+    for member, source, new in decisions:
+        for leaf in jax.tree.leaves(host):
+            leaf[pos[member]] = leaf[pos[source]]
+        g = loop.members[member]
+        g.hparams = {**loop.members[source].hparams, **new}
+        g.hparam_schedule.append({"step": step, "copied_from": source, **g.hparams})
+        writers[member].write("pbt", step, copied_from=source, **new)
+    host = host._replace(opt_state=set_member_hparams(run, loop, progs.live, host.opt_state))
+    progs.update_hparams(run)
+    run.log(
+        f"population-based training at step {step}: "
+        + ", ".join(f"{m} <- {s}" for m, s, _ in decisions)
+    )
+    return progs.place_members(host)
+
+
+def _compact(run, loop, states, progs):
+    """Drop the members that stopped training from the stacked state (none if none trains)."""
     remaining = [m for m in progs.live if loop.members[m].status == "training"]
-    if remaining and len(remaining) < len(progs.live):
-        keep = np.array([progs.live.index(m) for m in remaining])
-        states = jax.tree.map(lambda x: x[keep], progs.host(states))
-        loop.live = remaining
-        progs = Programs(run, remaining)
-        states = progs.place_members(states)
+    if not remaining or len(remaining) == len(progs.live):
+        return states, progs
+    keep = np.array([progs.live.index(m) for m in remaining])
+    host = jax.tree.map(lambda x: x[keep], progs.host(states))
+    loop.live = remaining
+    progs = Programs(run, remaining)
+    return progs.place_members(host), progs
+
+
+def at_step(run, loop, states, progs, writers, t_epoch):
+    """A schedule's round inside an epoch (after ``loop.batch`` batches): evaluate, halve or
+    exploit/explore, and drop the members that stopped. Returns the states and programs."""
+    step = global_step(run, loop)
+    recs = _records(run, loop, progs, states)
+    cut = _halving_cut(run, loop, progs, recs, step)
+    if cut:
+        _finish_records(run, progs, states, recs, t_epoch, None, test=True)
+        for m, r in zip(progs.live, recs):
+            if m in cut:
+                g = loop.members[m]
+                g.stopped_epoch, g.stopped_step = loop.epoch + 1, step
+                _append(g, writers[m], step, r)
+    states = _pbt_round(run, loop, states, progs, recs, step, writers)
+    return _compact(run, loop, states, progs)
+
+
+def end_epoch(run, loop, states, progs, writers, epoch_rate, t_epoch):
+    """Evaluate, record, early-stop, run the schedule, compact and checkpoint after an epoch;
+    returns the states and the programs for the (possibly fewer) members that train on."""
+    epoch, c0 = loop.epoch, run.c0
+    step = (epoch + 1) * run.steps_per_epoch
+    logs = [loop.members[m] for m in progs.live]
+    recs = _records(run, loop, progs, states)
+    stopped = [_early_stop(c0, g, r) for g, r in zip(logs, recs)]
+    cut = _halving_cut(run, loop, progs, recs, step)
+    last_epoch = epoch + 1 == c0.num_epochs
+    left = [g.status != "training" and g.stopped_epoch is None for g in logs]
+    _finish_records(
+        run,
+        progs,
+        states,
+        recs,
+        t_epoch,
+        epoch_rate,
+        test=c0.eval_test_every_epoch or last_epoch or any(left),
+    )
+    for member, g, r in zip(progs.live, logs, recs):
+        if g.status == "training" or g.stopped_epoch is None:
+            _append(g, writers[member], step, r)
+            if g.status != "training":
+                g.stopped_epoch, g.stopped_step = epoch + 1, g.stopped_step or step
+            elif last_epoch:
+                g.status, g.stopped_epoch, g.stopped_step = "finished", epoch + 1, step
+        g.loss_sum, g.correct, g.seen = 0.0, 0, 0
+    _log_epoch(run, loop, progs, recs, stopped, cut)
+    loop.epoch, loop.batch = epoch + 1, 0
+    states = _pbt_round(run, loop, states, progs, recs, step, writers)
+    states, progs = _compact(run, loop, states, progs)
     save(run, loop, progs.host(states))
     for w in writers:
         w.flush()
@@ -262,7 +378,7 @@ def _early_stop(c0, g, rec) -> bool:
     return True
 
 
-def _log_epoch(run, loop, progs, recs, leaving) -> None:
+def _log_epoch(run, loop, progs, recs, leaving, cut) -> None:
     pct = lambda v: f"{100 * v:.2f}%"
     if run.n == 1:
         r = recs[0]
@@ -287,6 +403,7 @@ def _log_epoch(run, loop, progs, recs, leaving) -> None:
         f"({progs.strategy}), {key.split('_')[0]} acc {accs} "
         f"({recs[0]['epoch_time_s']:.1f} s)"
         + (f"; early stopping: members {stopped}" if stopped else "")
+        + (f"; successive halving stops {cut}" if cut else "")
     )
 
 

@@ -144,18 +144,23 @@ def make_multi_step(
     return jax.jit(multi, donate_argnums=(0,) if donate else ())
 
 
-def chunks(start: int, num_batches: int, k: int) -> list[tuple[int, int]]:
-    """``[(first_batch, n_steps), ...]`` covering batches ``start .. num_batches - 1``.
+def next_chunk(b: int, num_batches: int, k: int, breaks=()) -> int:
+    """Steps in the chunk that starts at batch ``b``: up to the next multiple of ``k`` (counted
+    from batch 0 of the epoch), the end of the epoch, or the next batch in ``breaks``, whichever
+    comes first. Chunks so aligned group a resumed run's steps exactly as an uninterrupted
+    run's (same compiled programs, same floating-point results); ``breaks`` are the batches after
+    which a population schedule acts (``convjax.train.schedules``)."""
+    end = min(b + k - (b % k), num_batches, *(e for e in breaks if e > b))
+    return end - b
 
-    Chunks are aligned to multiples of ``k`` from the start of the epoch (batch 0), so a run
-    resumed at a chunk boundary groups its steps exactly as an uninterrupted run does (same
-    compiled programs, same floating-point results). The tail of an epoch that k does not
-    divide is one shorter chunk.
-    """
+
+def chunks(start: int, num_batches: int, k: int, breaks=()) -> list[tuple[int, int]]:
+    """``[(first_batch, n_steps), ...]`` covering batches ``start .. num_batches - 1``, each as
+    :func:`next_chunk` cuts it; the tail of an epoch that k does not divide is a shorter chunk."""
     out = []
     b = start
     while b < num_batches:
-        n = min(k - (b % k), num_batches - b)
+        n = next_chunk(b, num_batches, k, breaks)
         out.append((b, n))
         b += n
     return out

@@ -4,7 +4,8 @@
   a file) and :func:`read_json`.
 - Tables: :func:`markdown_table` and :func:`write_csv` from rows of dicts; :func:`mean_std`
   formats a mean over seeds (one seed prints no "± 0.00", which would claim a spread that was
-  never measured).
+  never measured); :func:`comparison_cells` and :func:`statistics_legend` print a variant
+  against its baseline (:class:`convjax.train.stats.PairedComparison`) and say how to read it.
 - Figures: each function draws on its own :class:`matplotlib.figure.Figure` and saves it; the
   global matplotlib backend is never touched, so importing convjax in a notebook changes
   nothing about the user's plots.
@@ -23,6 +24,9 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "COMPARISON_COLUMNS",
+    "comparison_cells",
+    "difference_figure",
     "figure",
     "learning_curves_figure",
     "markdown_table",
@@ -30,6 +34,7 @@ __all__ = [
     "metric_vs_field_figure",
     "read_json",
     "save_figure",
+    "statistics_legend",
     "variant_accuracy_figure",
     "variant_curves_figure",
     "write_csv",
@@ -94,6 +99,72 @@ def write_csv(path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -
         for row in rows:
             w.writerow({k: _cell(row.get(k)) for k in columns})
     return path
+
+
+#: Markdown headers of :func:`comparison_cells`; ``{baseline}`` is filled in.
+COMPARISON_COLUMNS = (
+    "Δ vs {baseline} (points)",
+    "95% CI of Δ",
+    "t-test p",
+    "Wilcoxon p",
+    "seeds for 0.1 point",
+)
+
+
+def _p(p) -> str:
+    return "-" if p is None else f"{p:#.2g}"
+
+
+def comparison_cells(
+    comparison, *, scale: float = 100.0, baseline_label: str = "baseline"
+) -> list[str]:
+    """Five Markdown cells (:data:`COMPARISON_COLUMNS`) for a
+    :class:`~convjax.train.stats.PairedComparison`: the difference of means and its bootstrap
+    interval in points (``scale`` times the metric), the paired t-test and Wilcoxon p-values,
+    the seeds needed for ``comparison.delta``. ``None`` (the baseline's own row) prints
+    ``baseline_label`` then dashes; a comparison over fewer than two seeds prints dashes: one seed
+    has no spread to test against."""
+    if comparison is None:
+        return [baseline_label, "-", "-", "-", "-"]
+    if comparison.n < 2:
+        return ["-"] * 5
+    lo, hi = comparison.interval
+    return [
+        f"{scale * comparison.mean_difference:+.2f}",
+        f"[{scale * lo:+.2f}, {scale * hi:+.2f}]",
+        _p(comparison.t_pvalue),
+        _p(comparison.wilcoxon_pvalue),
+        "-" if comparison.seeds_needed is None else str(comparison.seeds_needed),
+    ]
+
+
+def statistics_legend(
+    n_seeds: int, *, baseline: str, resamples: int = 10_000, seed: int = 0
+) -> str:
+    """A paragraph saying how to read :func:`comparison_cells`' columns for ``n_seeds`` shared
+    seeds: which tests, which interval, what the smallest p-values are."""
+    if n_seeds < 2:
+        return (
+            f"Statistics against {baseline}: none, one seed per variant has no spread to test "
+            "against (train at least two seeds).\n"
+        )
+    text = (
+        f"Statistics against {baseline}, paired by seed over {n_seeds} shared seeds "
+        "(`convjax.train.stats`): Δ is the mean of the per-seed differences in points; the "
+        f"95% CI is a percentile bootstrap of that mean ({resamples} resamples, seed {seed}); "
+        "p-values are two-sided, from the paired t-test and the Wilcoxon signed-rank test; "
+        "the last column is the number of seeds a paired t-test needs to detect a true "
+        "0.1-point difference (alpha 0.05, power 0.8) if the differences spread as observed. "
+        f"With {n_seeds} seeds the Wilcoxon p cannot fall below {2 / 2**n_seeds:.2g}"
+    )
+    if n_seeds <= 3:
+        text += (
+            f", and the bootstrap has only {math.comb(2 * n_seeds - 1, n_seeds)} distinct "
+            "resamples, so its interval is the range of the per-seed differences (for a "
+            "symmetric spread it covers the true difference about "
+            f"{100 * (1 - 2 / 2**n_seeds):.0f}% of the time, not 95%)"
+        )
+    return text + ".\n"
 
 
 def _cell(v):
@@ -197,6 +268,45 @@ def variant_accuracy_figure(
     pad = max(0.2, 0.25 * (hi - lo))
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def difference_figure(
+    names: Sequence[str],
+    differences: Sequence[float],
+    intervals: Sequence[tuple[float, float] | None],
+    *,
+    baseline: str,
+    ylabel: str = "Δ test accuracy (points)",
+    title: str = "",
+):
+    """A point per variant at its difference from ``baseline`` with its interval (e.g. the
+    95% paired bootstrap interval), and a line at zero: an interval that crosses it does not
+    separate the variant from the baseline."""
+    fig, ((ax,),) = figure(max(4.8, 1.3 * len(names) + 2.2), 3.4)
+    # max(0, ...): the bootstrap mean of equal differences can miss them by an ulp
+    lo_err = [max(0.0, d - iv[0]) if iv else 0.0 for d, iv in zip(differences, intervals)]
+    hi_err = [max(0.0, iv[1] - d) if iv else 0.0 for d, iv in zip(differences, intervals)]
+    ax.axhline(0.0, color="grey", linewidth=1, label=baseline)
+    ax.errorbar(
+        range(len(names)),
+        differences,
+        yerr=[lo_err, hi_err],
+        fmt="o",
+        color="tab:blue",
+        ecolor="black",
+        capsize=4,
+    )
+    ax.set_xticks(range(len(names)), names, rotation=20 if len(names) > 4 else 0)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    lo = min(0.0, *(d - e for d, e in zip(differences, lo_err)))
+    hi = max(0.0, *(d + e for d, e in zip(differences, hi_err)))
+    pad = max(0.05, 0.15 * (hi - lo))
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="best")
     if title:
         ax.set_title(title, fontsize=9)
     return fig

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ def train_runs(
     mesh: str | None = "auto",
     fit_fn: FitFn | None = None,
     log: Callable[[str], None] = print,
+    schedule: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Results of every run (module docstring), in the order of ``runs``.
 
@@ -86,6 +87,8 @@ def train_runs(
       strategy, mesh: passed to :func:`~convjax.train.engine.fit`.
       fit_fn: replaces :func:`~convjax.train.engine.fit` (same signature; tests use it).
       log: progress printer.
+      schedule: ``{"halving": {...}}`` or ``{"pbt": {...}}`` for every group's ``fit``
+        (``convjax.train.schedules``).
     """
     fit_fn = fit_fn or fit
     root = Path(root)
@@ -113,6 +116,7 @@ def train_runs(
             strategy=strategy,
             mesh=mesh,
             log=log,
+            **dict(schedule or {}),
         )
         for j, res in zip(idx, out):
             results[pending[j]] = res

@@ -131,8 +131,14 @@ class MemberLog:
     Attributes:
       history: per-epoch lists, keys :data:`HISTORY_KEYS`.
       status: one of :data:`STATUSES`.
-      stopped_epoch: epochs run when the member left training (None while training).
+      stopped_epoch: epochs run when the member left training (None while training; the last
+        one may be partial when a schedule stopped it mid-epoch).
+      stopped_step: optimizer steps the member had run when it left training.
       diverged_step: global step whose loss or gradient was not finite (None if it never was).
+      hparams: its current population hyperparameters (``learning_rate``, ``label_smoothing``
+        ...), which population-based training changes.
+      hparam_schedule: ``[{"step", "copied_from", **hparams}]``, one entry at the start and one
+        per population-based-training round that replaced the member.
       best_val_accuracy, bad_epochs: early-stopping counters.
       loss_sum, correct, seen: running sums of the current epoch (a mid-epoch checkpoint
         resumes them).
@@ -143,7 +149,10 @@ class MemberLog:
     )
     status: str = "training"
     stopped_epoch: int | None = None
+    stopped_step: int | None = None
     diverged_step: int | None = None
+    hparams: dict[str, float] = dataclasses.field(default_factory=dict)
+    hparam_schedule: list[dict] = dataclasses.field(default_factory=list)
     best_val_accuracy: float | None = None
     bad_epochs: int = 0
     loss_sum: float = 0.0

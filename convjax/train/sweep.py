@@ -18,10 +18,21 @@ A sweep config::
     config.metric    # "val_accuracy" (needs base.validation_size) or "test_accuracy"
     config.strategy  # population strategy, "auto" by default
     config.population_fields  # optional: restrict what may vary inside one population
+    config.halving   # optional: successive halving inside each population, e.g.
+                     # {"rung_epochs": (0.25, 1.0), "reduction_factor": 4}
+    config.pbt       # optional: population-based training (convjax.train.schedules)
 
 Outputs: ``trials/<i>/`` (each trial's results, metrics, figures), ``results.md`` /
 ``results.csv`` sorted by the metric, ``best_config.py`` (the best trial as a ready config for
 ``experiments/train.py``) and ``metric_vs_<field>.png`` per swept field.
+
+When the space varies ``seed``, trials that share every other field are one *configuration*:
+``results.md`` then adds a table of configurations (mean ± std of the metric over seeds,
+sorted by the mean) in which each is compared with the best one, paired by seed
+(:func:`convjax.train.stats.compare_paired`: difference of means, 95% bootstrap interval,
+paired t-test and Wilcoxon p-values, seeds to resolve 0.1 point), also written to
+``configurations.csv``. Without repeated seeds the table says that statistics need at least
+two seeds per configuration.
 """
 
 from __future__ import annotations
@@ -33,11 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from convjax.train import config as config_lib
-from convjax.train import report
 from convjax.train import sweep_space as ss
-from convjax.train.config_files import config_source
 from convjax.train.engine import POPULATION_FIELDS
 from convjax.train.runs import Run, train_runs
+from convjax.train.sweep_tables import write_outputs
 
 METRICS = ("val_accuracy", "test_accuracy")
 
@@ -117,9 +127,11 @@ def run_sweep(
     ]
     metric = config.get("metric", "val_accuracy")
     t0 = time.perf_counter()
+    schedule = {k: _plain(config[k]) for k in ("halving", "pbt") if config.get(k, None)}
     results = train_runs(
         runs,
         workdir,
+        schedule=schedule,
         population_fields=tuple(config.get("population_fields", None) or POPULATION_FIELDS),
         strategy=config.get("strategy", "auto"),
         mesh=mesh,
@@ -130,8 +142,16 @@ def run_sweep(
         {"trial": i, **trials[i], **{k: r.get(k) for k in _SUMMARY_KEYS}}
         for i, r in enumerate(results)
     ]
-    ranked = sorted(records, key=lambda r: -_key(r.get(metric)))
-    out = {"records": ranked, "metric": metric, "time_s": time.perf_counter() - t0, "files": {}}
+    # Trials a schedule stopped early were measured at a smaller budget: they rank below the
+    # trials that trained to the end, whatever their metric then.
+    ranked = sorted(records, key=lambda r: (r.get("status") == "stopped", -_key(r.get(metric))))
+    out = {
+        "records": ranked,
+        "metric": metric,
+        "time_s": time.perf_counter() - t0,
+        "member_epochs": sum(r.get("stopped_epoch") or 0.0 for r in records),
+        "files": {},
+    }
     if write_files:
         best_cfg = runs[ranked[0]["trial"]].config
         out["files"] = write_outputs(config, workdir, ranked, list(trials[0]), metric, best_cfg)
@@ -139,6 +159,7 @@ def run_sweep(
 
 
 _SUMMARY_KEYS = (
+    "stopped_epoch",
     "val_accuracy",
     "test_accuracy",
     "epochs_run",
@@ -150,67 +171,9 @@ _SUMMARY_KEYS = (
 )
 
 
+def _plain(x):
+    return x.to_dict() if hasattr(x, "to_dict") else dict(x)
+
+
 def _key(v) -> float:
     return -math.inf if v is None else float(v)
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> dict[str, str]:
-    """results.csv/.md (sorted by ``metric``), best_config.py, metric_vs_<field>.png."""
-    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"
-    name = config.get("name", workdir.name)
-    rows = [
-        [
-            rank,
-            *(_fmt(r[f]) for f in fields),
-            pct(r["val_accuracy"]),
-            pct(r["test_accuracy"]),
-            r["status"],
-            r["members"],
-        ]
-        for rank, r in enumerate(ranked, start=1)
-    ]
-    md = f"### sweep {name}: {len(ranked)} trials, sorted by {metric}\n\n" + report.markdown_table(
-        ["rank", *fields, "val acc (%)", "test acc (%)", "status", "population"], rows
-    )
-    (workdir / "results.md").write_text(md)
-    files = {"results.md": str(workdir / "results.md")}
-    csv_rows = [{"rank": k, **r} for k, r in enumerate(ranked, start=1)]
-    files["results.csv"] = str(
-        report.write_csv(
-            workdir / "results.csv",
-            csv_rows,
-            [
-                "rank",
-                "trial",
-                *fields,
-                "val_accuracy",
-                "test_accuracy",
-                "status",
-                "epochs_run",
-                "members",
-            ],
-        )
-    )
-    best = ranked[0]
-    doc = (
-        f"Best trial of sweep {name!r} ({metric} {pct(best.get(metric))}%, test "
-        f"{pct(best.get('test_accuracy'))}%): "
-        + ", ".join(f"{f}={_fmt(best[f])}" for f in fields)
-        + f".\n\nWritten by experiments/sweep.py into {workdir}. Train it alone with::\n\n"
-        f"    .venv/bin/python experiments/train.py --config={workdir}/best_config.py "
-        "--workdir=workdirs/best"
-    )
-    (workdir / "best_config.py").write_text(config_source(best_cfg, docstring=doc))
-    files["best"] = str(workdir / "best_config.py")
-    for f in fields:
-        pts = [(r[f], r[metric]) for r in ranked if r.get(metric) is not None]
-        if len(pts) != len(ranked):
-            continue
-        fig = report.metric_vs_field_figure(*zip(*pts), field=f, metric=metric)
-        path = workdir / f"metric_vs_{f.replace('.', '_')}.png"
-        files[path.name] = str(report.save_figure(fig, path))
-    return files
