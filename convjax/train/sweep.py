@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from convjax.train import config as config_lib
+from convjax.train import report
 from convjax.train import sweep_space as ss
 from convjax.train.engine import POPULATION_FIELDS
 from convjax.train.runs import Run, train_runs
@@ -153,6 +154,14 @@ def run_sweep(
         "files": {},
     }
     if write_files:
+        report.write_json(
+            workdir / "sweep.json",
+            {k: out[k] for k in ("metric", "time_s", "member_epochs")}
+            | {
+                "full_budget_member_epochs": len(runs) * float(config.base.num_epochs),
+                "best_trial": ranked[0]["trial"],
+            },
+        )
         best_cfg = runs[ranked[0]["trial"]].config
         out["files"] = write_outputs(config, workdir, ranked, list(trials[0]), metric, best_cfg)
     return out
