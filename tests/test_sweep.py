@@ -351,3 +351,16 @@ def test_sweep_statistics_need_two_seeds_per_configuration(tmp_path):
     assert got["rows"][1]["comparison"].n == 1 and got["rows"][1]["diff_mean"] is None
     md = sweep_tables.configurations_markdown(got, ["lr", "seed"], "val_accuracy")
     assert "| 2 | 0.2 | 2 | 75.00 ± 7.07 | 75.00 ± 7.07 | - | - | - | - | - |" in md
+
+
+def test_log_axis_labels_the_swept_values_and_nothing_between():
+    from convjax.train import report
+
+    fig = report.metric_vs_field_figure(
+        [0.025, 0.05, 0.1, 0.2] * 2, [0.5] * 8, "learning_rate", "val_accuracy"
+    )
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    np.testing.assert_allclose(ax.get_xticks(), [0.025, 0.05, 0.1, 0.2])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.025", "0.05", "0.1", "0.2"]
+    assert not [t for t in ax.get_xticklabels(minor=True) if t.get_text()]

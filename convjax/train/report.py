@@ -343,7 +343,7 @@ LOG_FIELDS = ("learning_rate", "weight_decay")
 
 def metric_vs_field_figure(xs: Sequence[Any], ys: Sequence[float], field: str, metric: str):
     """The metric (a fraction, drawn in %) of every trial against one swept field's values."""
-    from matplotlib.ticker import LogLocator, MaxNLocator
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator
 
     fig, ((ax,),) = figure(4.8, 3.4)
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
@@ -352,7 +352,13 @@ def metric_vs_field_figure(xs: Sequence[Any], ys: Sequence[float], field: str, m
         ax.scatter(xs, ys, alpha=0.8)
         if field.rsplit(".", 1)[-1] in LOG_FIELDS and all(x > 0 for x in xs):
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(numticks=6))
+            values = sorted(set(xs))
+            if len(values) <= 6:  # a grid: label exactly the swept values
+                ax.set_xticks(values, [f"{v:g}" for v in values])
+                ax.xaxis.set_minor_locator(NullLocator())
+            else:  # a random search: decades only, no crowded minor labels
+                ax.xaxis.set_major_locator(LogLocator(numticks=6))
+                ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
     else:
