@@ -237,6 +237,40 @@ def test_run_sweep_hands_its_schedule_to_every_population(tmp_path):
     assert set(fake.schedules[-1]) == {"pbt"} and fake.calls[-1] == 8
 
 
+def test_sweep_json_counts_member_epochs_and_shares_the_population_time(tmp_path):
+    """A halving population of 16 in which 12 stop at 0.25 epochs, 3 at 1 and one finishes 3:
+    sweep.json says 9 of 48 member-epochs and the population's 100 s once, not 16 times."""
+    import json
+
+    from convjax.train import sweep
+
+    stops = [0.25] * 12 + [1.0] * 3 + [3.0]
+
+    def fit(cfgs, workdir, *, member_dirs, strategy, mesh, log, **schedule):
+        out = []
+        for k, d in enumerate(member_dirs):
+            r = {
+                "val_accuracy": 0.5 + 0.01 * k,
+                "test_accuracy": 0.5,
+                "stopped_epoch": stops[k],
+                "status": "finished" if stops[k] == 3.0 else "stopped",
+                "train_time_s": 100.0,
+                "members": len(cfgs),
+            }
+            Path(d).mkdir(parents=True, exist_ok=True)
+            (Path(d) / "results.json").write_text(json.dumps(r))
+            out.append(r)
+        return out
+
+    cfg, _ = load_cfg("configs/sweeps/halving.py", "halving_smoke")
+    out = sweep.run_sweep(cfg, tmp_path, fit_fn=fit, log=lambda s: None)
+    got = json.loads((tmp_path / "sweep.json").read_text())
+    assert got["member_epochs"] == pytest.approx(9.0)
+    assert got["full_budget_member_epochs"] == 16 * cfg.base.num_epochs
+    assert got["train_time_s"] == pytest.approx(100.0)
+    assert got["best_trial"] == 15 == out["records"][0]["trial"]  # the one that finished
+
+
 def test_sweep_config_errors():
     from convjax.train import sweep
 
@@ -364,3 +398,22 @@ def test_log_axis_labels_the_swept_values_and_nothing_between():
     np.testing.assert_allclose(ax.get_xticks(), [0.025, 0.05, 0.1, 0.2])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.025", "0.05", "0.1", "0.2"]
     assert not [t for t in ax.get_xticklabels(minor=True) if t.get_text()]
+
+
+def test_trials_a_schedule_stopped_are_drawn_hollow():
+    from convjax.train import report
+
+    fig = report.metric_vs_field_figure(
+        [0.05, 0.1, 0.2],
+        [0.9, 0.8, 0.7],
+        "learning_rate",
+        "val_accuracy",
+        stopped=[False, True, True],
+    )
+    filled, hollow = fig.axes[0].collections
+    assert len(filled.get_offsets()) == 1 and len(hollow.get_offsets()) == 2
+    assert hollow.get_facecolors().size == 0  # no fill: measured at a smaller budget
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "trained to the end",
+        "stopped early (at its last rung)",
+    ]

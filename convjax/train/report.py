@@ -341,15 +341,43 @@ def variant_curves_figure(curves: Mapping[str, Sequence[Sequence[tuple[float, fl
 LOG_FIELDS = ("learning_rate", "weight_decay")
 
 
-def metric_vs_field_figure(xs: Sequence[Any], ys: Sequence[float], field: str, metric: str):
-    """The metric (a fraction, drawn in %) of every trial against one swept field's values."""
+def metric_vs_field_figure(
+    xs: Sequence[Any],
+    ys: Sequence[float],
+    field: str,
+    metric: str,
+    stopped: Sequence[bool] | None = None,
+):
+    """The metric (a fraction, drawn in %) of every trial against one swept field's values.
+
+    ``stopped`` marks trials a schedule stopped early: drawn hollow, since their metric was
+    measured at a smaller budget than the finished trials' (filled).
+    """
     from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator
 
     fig, ((ax,),) = figure(4.8, 3.4)
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
     ys = 100 * np.asarray(ys, float)
+    early = np.zeros(len(ys), bool) if stopped is None else np.asarray(stopped, bool)
     if numeric:
-        ax.scatter(xs, ys, alpha=0.8)
+        pos = np.asarray(xs, float)
+    else:
+        cats = list(dict.fromkeys(map(str, xs)))
+        pos = np.asarray([cats.index(str(x)) for x in xs], float)
+    ax.scatter(
+        pos[~early], ys[~early], alpha=0.8, label="trained to the end" if early.any() else None
+    )
+    if early.any():
+        ax.scatter(
+            pos[early],
+            ys[early],
+            facecolors="none",
+            edgecolors="C0",
+            alpha=0.8,
+            label="stopped early (at its last rung)",
+        )
+        ax.legend(fontsize="small", loc="best")
+    if numeric:
         if field.rsplit(".", 1)[-1] in LOG_FIELDS and all(x > 0 for x in xs):
             ax.set_xscale("log")
             values = sorted(set(xs))
@@ -362,8 +390,6 @@ def metric_vs_field_figure(xs: Sequence[Any], ys: Sequence[float], field: str, m
         else:
             ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
     else:
-        cats = list(dict.fromkeys(map(str, xs)))
-        ax.scatter([cats.index(str(x)) for x in xs], ys, alpha=0.8)
         ax.set_xticks(range(len(cats)), cats, rotation=30 if len(cats) > 4 else 0)
     ax.set_xlabel(field)
     ax.set_ylabel(f"{metric} (%)")

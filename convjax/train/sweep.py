@@ -24,7 +24,8 @@ A sweep config::
 
 Outputs: ``trials/<i>/`` (each trial's results, metrics, figures), ``results.md`` /
 ``results.csv`` sorted by the metric, ``best_config.py`` (the best trial as a ready config for
-``experiments/train.py``) and ``metric_vs_<field>.png`` per swept field.
+``experiments/train.py``), ``metric_vs_<field>.png`` per swept field (trials a schedule stopped
+drawn hollow) and ``sweep.json`` (wall and train time, member-epochs against the full budget).
 
 When the space varies ``seed``, trials that share every other field are one *configuration*:
 ``results.md`` then adds a table of configurations (mean ± std of the metric over seeds,
@@ -114,7 +115,11 @@ def run_sweep(
       write_files: write the tables, best config and plots (process 0 of a multi-process run).
 
     Returns:
-      ``{"records": ranked per-trial records, "metric", "time_s", "files"}``.
+      ``{"records": ranked per-trial records, "metric", "time_s" (this call's wall time),
+      "train_time_s" (time in train steps over every resumed part), "member_epochs" (epochs
+      trained, summed over trials; a schedule makes it less than trials x num_epochs),
+      "files"}``. The same numbers, with the full budget's member-epochs and the best trial,
+      go to ``workdir/sweep.json``.
     """
     workdir = Path(workdir)
     trials = expand_trials(config)
@@ -151,12 +156,17 @@ def run_sweep(
         "metric": metric,
         "time_s": time.perf_counter() - t0,
         "member_epochs": sum(r.get("stopped_epoch") or 0.0 for r in records),
+        # A population's members share its train time: each carries an equal share, so the sum
+        # is the sweep's time in train steps, over every resumed part (time_s is this call's).
+        "train_time_s": sum(
+            (r.get("train_time_s") or 0.0) / (r.get("members") or 1) for r in records
+        ),
         "files": {},
     }
     if write_files:
         report.write_json(
             workdir / "sweep.json",
-            {k: out[k] for k in ("metric", "time_s", "member_epochs")}
+            {k: out[k] for k in ("metric", "time_s", "train_time_s", "member_epochs")}
             | {
                 "full_budget_member_epochs": len(runs) * float(config.base.num_epochs),
                 "best_trial": ranked[0]["trial"],

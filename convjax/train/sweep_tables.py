@@ -97,10 +97,11 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
     (workdir / "best_config.py").write_text(config_source(best_cfg, docstring=doc))
     files["best"] = str(workdir / "best_config.py")
     for f in fields:
-        pts = [(r[f], r[metric]) for r in ranked if r.get(metric) is not None]
-        if len(pts) != len(ranked):
+        pts = [(r[f], r[metric], r.get("status") == "stopped") for r in ranked]
+        if any(y is None for _, y, _ in pts):
             continue
-        fig = report.metric_vs_field_figure(*zip(*pts), field=f, metric=metric)
+        xs, ys, stopped = zip(*pts)
+        fig = report.metric_vs_field_figure(xs, ys, field=f, metric=metric, stopped=stopped)
         path = workdir / f"metric_vs_{f.replace('.', '_')}.png"
         files[path.name] = str(report.save_figure(fig, path))
     return files
