@@ -267,11 +267,21 @@ def test_health_norms_equal_the_update_they_describe(fmnist):
 # ---------------------------------------------------------------------------- loop forms
 
 
+def _chunks(start, num_batches, k, breaks=()):
+    """The (first batch, steps) calls an epoch makes from ``start``, as the engine cuts them."""
+    out, b = [], start
+    while b < num_batches:
+        out.append((b, loops.next_chunk(b, num_batches, k, breaks)))
+        b += out[-1][1]
+    return out
+
+
 def test_chunks_align_to_k():
-    assert loops.chunks(0, 8, 3) == [(0, 3), (3, 3), (6, 2)]
-    assert loops.chunks(3, 8, 3) == [(3, 3), (6, 2)]
-    assert loops.chunks(4, 8, 3) == [(4, 2), (6, 2)]
-    assert loops.chunks(8, 8, 3) == []
+    assert _chunks(0, 8, 3) == [(0, 3), (3, 3), (6, 2)]
+    assert _chunks(3, 8, 3) == [(3, 3), (6, 2)]  # a resumed run calls as the uninterrupted one
+    assert _chunks(4, 8, 3) == [(4, 2), (6, 2)]
+    assert _chunks(8, 8, 3) == []
+    assert _chunks(0, 8, 3, breaks=(4,)) == [(0, 3), (3, 1), (4, 2), (6, 2)]
 
 
 def test_loop_forms_agree(fmnist, tiny):

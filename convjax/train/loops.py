@@ -154,18 +154,6 @@ def next_chunk(b: int, num_batches: int, k: int, breaks=()) -> int:
     return end - b
 
 
-def chunks(start: int, num_batches: int, k: int, breaks=()) -> list[tuple[int, int]]:
-    """``[(first_batch, n_steps), ...]`` covering batches ``start .. num_batches - 1``, each as
-    :func:`next_chunk` cuts it; the tail of an epoch that k does not divide is a shorter chunk."""
-    out = []
-    b = start
-    while b < num_batches:
-        n = next_chunk(b, num_batches, k, breaks)
-        out.append((b, n))
-        b += n
-    return out
-
-
 class StepCache:
     """Compiled multi-steps keyed by k, so an epoch's short tail chunk compiles once.
 

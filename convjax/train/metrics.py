@@ -19,7 +19,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 
@@ -118,7 +117,6 @@ class ProgressBar:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.print_every = print_every
         self._updates = 0
-        self._t0 = time.perf_counter()
 
     def text(self, done, loss, acc, images_per_s) -> str:
         width = 20
