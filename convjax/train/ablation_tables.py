@@ -36,13 +36,7 @@ TABLE_COLUMNS = (
     "test_accuracy_ci_low",
     "test_accuracy_ci_high",
     "baseline",
-    "paired_seeds",
-    "diff_mean",
-    "diff_ci_low",
-    "diff_ci_high",
-    "t_pvalue",
-    "wilcoxon_pvalue",
-    "seeds_for_0.1_point",
+    *stats_lib.COMPARISON_COLUMNS,
 )
 
 
@@ -99,7 +93,6 @@ def summarize(
                 )
                 notes += list(comparison.notes)
         interval = stats_lib.mean_interval(acc) if acc.size else None
-        usable = comparison is not None and comparison.n > 1
         rows.append(
             {
                 "variant": name,
@@ -116,13 +109,7 @@ def summarize(
                 "images_per_s": _mean(r.get("images_per_s") for r in rs),
                 "baseline": baseline,
                 "comparison": comparison,
-                "paired_seeds": comparison.n if comparison is not None else None,
-                "diff_mean": comparison.mean_difference if usable else None,
-                "diff_ci_low": comparison.interval[0] if usable else None,
-                "diff_ci_high": comparison.interval[1] if usable else None,
-                "t_pvalue": comparison.t_pvalue if usable else None,
-                "wilcoxon_pvalue": comparison.wilcoxon_pvalue if usable else None,
-                "seeds_for_0.1_point": comparison.seeds_needed if usable else None,
+                **stats_lib.comparison_columns(comparison),
                 "notes": notes,
             }
         )

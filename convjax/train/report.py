@@ -121,7 +121,7 @@ def comparison_cells(
     """Five Markdown cells (:data:`COMPARISON_COLUMNS`) for a
     :class:`~convjax.train.stats.PairedComparison`: the difference of means and its bootstrap
     interval in points (``scale`` times the metric), the paired t-test and Wilcoxon p-values,
-    the seeds needed for ``comparison.delta``. ``None`` (the baseline's own row) prints
+    the number of seeds needed for ``comparison.delta``. ``None`` (the baseline's own row) prints
     ``baseline_label`` then dashes; a comparison over fewer than two seeds prints dashes: one seed
     has no spread to test against."""
     if comparison is None:

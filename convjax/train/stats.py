@@ -3,7 +3,7 @@
 An ablation or a sweep trains every variant on the same seeds; seed ``s`` gives both the same
 initialisation and batch order, so the per-seed differences ``d_s = variant_s - baseline_s``
 carry the comparison and the seed-to-seed spread that both share cancels. For a variant
-against a baseline (:func:`compare_paired`), over the seeds both have:
+against a baseline (:func:`compare_paired`), over the random seeds both have:
 
 - **difference of means**: ``mean(d)``.
 - **95% confidence interval**: a paired *percentile* bootstrap of ``mean(d)``
@@ -39,7 +39,7 @@ against a baseline (:func:`compare_paired`), over the seeds both have:
   which for large ``n`` approaches ``n = (z_{1-alpha/2} + z_{power})**2 * (s_d / delta)**2
   = 7.85 (s_d / delta)**2``. ``s_d`` from three seeds is itself very uncertain: for
   normal differences the 95% confidence interval of the true std runs from 0.52 ``s_d`` to
-  6.3 ``s_d`` (chi-square with 2 degrees of freedom), and the seeds needed grow with its
+  6.3 ``s_d`` (chi-square with 2 degrees of freedom), and the number of seeds needed grows with its
   square, so read the figure as an order of magnitude. ``s_d = 0`` (identical differences)
   leaves it undefined: None.
 
@@ -60,9 +60,11 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "COMPARISON_COLUMNS",
     "PairedComparison",
     "bootstrap_interval",
     "compare_paired",
+    "comparison_columns",
     "mean_interval",
     "seeds_needed",
 ]
@@ -70,7 +72,7 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class PairedComparison:
-    """A variant against its baseline over the seeds both have (:func:`compare_paired`).
+    """A variant against its baseline over the random seeds both have (:func:`compare_paired`).
 
     Attributes:
       n: number of shared seeds (pairs).
@@ -101,6 +103,38 @@ class PairedComparison:
     seeds_needed: int | None
     delta: float
     notes: tuple[str, ...] = ()
+
+
+#: A table row's comparison cells (results.csv of ablations and sweeps), in order.
+COMPARISON_COLUMNS = (
+    "paired_seeds",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "t_pvalue",
+    "wilcoxon_pvalue",
+    "seeds_for_0.1_point",
+)
+
+
+def comparison_columns(comparison: PairedComparison | None) -> dict:
+    """:data:`COMPARISON_COLUMNS` of one table row, from a comparison (None: the baseline's own
+    row, or nothing to pair). One pair gives a difference without spread, so every figure
+    waits for two pairs; ``paired_seeds`` says how many there were."""
+    usable = comparison is not None and comparison.n > 1
+    values = (
+        (
+            comparison.mean_difference,
+            *comparison.interval,
+            comparison.t_pvalue,
+            comparison.wilcoxon_pvalue,
+            comparison.seeds_needed,
+        )
+        if usable
+        else (None,) * 6
+    )
+    n = comparison.n if comparison is not None else None
+    return dict(zip(COMPARISON_COLUMNS, (n, *values)))
 
 
 # ---------------------------------------------------------------------------- checks
@@ -315,7 +349,7 @@ def _snap(d: np.ndarray, scale: float) -> np.ndarray:
 # ---------------------------------------------------------------------------- the comparison
 
 
-#: The difference the seeds-needed figure refers to by default: 0.1 point of accuracy.
+#: The difference the seeds-needed estimate refers to by default: 0.1 point of accuracy.
 RESOLVE = 0.001
 #: Bootstrap resamples and seed of the tables' intervals (the same data, the same interval).
 BOOTSTRAP_RESAMPLES = 10_000

@@ -63,7 +63,7 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
                     "test_accuracy_mean",
                     "test_accuracy_std",
                     "trials",
-                    *_COMPARISON_FIELDS,
+                    *stats_lib.COMPARISON_COLUMNS,
                 ],
             )
         )
@@ -105,17 +105,6 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
         path = workdir / f"metric_vs_{f.replace('.', '_')}.png"
         files[path.name] = str(report.save_figure(fig, path))
     return files
-
-
-_COMPARISON_FIELDS = (
-    "paired_seeds",
-    "diff_mean",
-    "diff_ci_low",
-    "diff_ci_high",
-    "t_pvalue",
-    "wilcoxon_pvalue",
-    "seeds_for_0.1_point",
-)
 
 
 def _std(values) -> float | None:
@@ -191,7 +180,6 @@ def compare_configurations(ranked, fields, metric) -> dict[str, Any]:
                 notes += [f"configuration {rank}: {n}" for n in comparison.notes]
             else:
                 notes.append(f"configuration {rank} shares no seed with the best: nothing to pair")
-        ok = comparison is not None and comparison.n > 1
         rows.append(
             {
                 "rank": rank,
@@ -206,13 +194,7 @@ def compare_configurations(ranked, fields, metric) -> dict[str, Any]:
                 "trials": " ".join(map(str, g["trials"])),
                 "best": g is best,
                 "comparison": comparison,
-                "paired_seeds": comparison.n if comparison is not None else None,
-                "diff_mean": comparison.mean_difference if ok else None,
-                "diff_ci_low": comparison.interval[0] if ok else None,
-                "diff_ci_high": comparison.interval[1] if ok else None,
-                "t_pvalue": comparison.t_pvalue if ok else None,
-                "wilcoxon_pvalue": comparison.wilcoxon_pvalue if ok else None,
-                "seeds_for_0.1_point": comparison.seeds_needed if ok else None,
+                **stats_lib.comparison_columns(comparison),
             }
         )
     return {"rows": rows, "notes": notes, "message": None}
