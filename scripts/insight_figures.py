@@ -187,7 +187,6 @@ def default_network_pictures(args, out: Path, numbers: dict) -> None:
 def pair_figure(rows, path: Path, title: str) -> None:
     """Rows of ERF heat maps (one row per variant) on one figure."""
     from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
 
     cols = max(len(erfs) for _, erfs in rows)
     fig = Figure(figsize=(2.3 * cols + 0.9, 3.0 * len(rows) + 0.4))
@@ -196,14 +195,7 @@ def pair_figure(rows, path: Path, title: str) -> None:
         ax.set_axis_off()
     for r, (label, erfs) in enumerate(rows):
         for c, e in enumerate(erfs.values()):
-            ax = axes[r, c]
-            ax.imshow(e.map / e.map.max(), cmap="inferno", vmin=0, vmax=1)
-            (y0, y1), (x0, x1) = e.region
-            ax.add_patch(
-                Rectangle(
-                    (x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="cyan", ls="--"
-                )
-            )
+            ax = figures.draw_effective_field(axes[r, c], e)
             ax.set_title(
                 f"{e.layer}\nsigma {e.sigma[0]:.1f} px, 95% in {100 * e.mass_fraction():.0f}%",
                 fontsize=8,
@@ -312,32 +304,17 @@ def depth_experiment(args, out: Path, numbers: dict) -> None:
 
 def depth_figure(depths, heat, result, path: Path, size: int) -> None:
     from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
     from matplotlib.ticker import NullFormatter
 
     show = [d for d in (1, 4, 16, 32) if d in depths] or depths[:4]
     fig = Figure(figsize=(13, 5.6))
     grid = fig.add_gridspec(2, len(show) + 2, width_ratios=[1] * len(show) + [0.15, 2.2])
     half = 36 if size >= 72 else size // 2
-    c0 = size // 2
     for r, kind in enumerate(("uniform", "random")):
         for c, d in enumerate(show):
             e = heat[(kind, d)]
             ax = fig.add_subplot(grid[r, c])
-            crop = e.map[c0 - half : c0 + half + 1, c0 - half : c0 + half + 1]
-            ax.imshow(crop / crop.max(), cmap="inferno", vmin=0, vmax=1)
-            (y0, y1), (x0, x1) = e.region
-            ax.add_patch(
-                Rectangle(
-                    (x0 - (c0 - half) - 0.5, y0 - (c0 - half) - 0.5),
-                    x1 - x0 + 1,
-                    y1 - y0 + 1,
-                    fill=False,
-                    ec="cyan",
-                    ls="--",
-                    lw=0.8,
-                )
-            )
+            figures.draw_effective_field(ax, e, half=half, linewidth=0.8)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(
@@ -469,7 +446,6 @@ def variants_experiment(args, out: Path, numbers: dict) -> None:
 
 def variants_figure(rows, path: Path, size: int) -> None:
     from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
 
     cols = max(len(r[1]) for r in rows)
     fig = Figure(figsize=(3.0 * cols + 0.6, 3.0 * len(rows) + 0.4))
@@ -482,13 +458,8 @@ def variants_figure(rows, path: Path, size: int) -> None:
             ax.set_axis_on()
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.imshow(e.map / e.map.max(), cmap="inferno", vmin=0, vmax=1)
-            (y0, y1), (x0, x1) = e.region
-            ax.add_patch(
-                Rectangle(
-                    (x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec="cyan", ls="--"
-                )
-            )
+            figures.draw_effective_field(ax, e)
+            (y0, y1), _ = e.region
             ax.set_title(
                 f"{name}\nsigma {e.sigma[0]:.1f} px, RF {y1 - y0 + 1} px, "
                 f"95% in {100 * e.mass_fraction():.0f}%",

@@ -110,6 +110,14 @@ def test_effective_field_explanation_and_landscape_figures(tmp_path):
     assert len(fig.axes[0].patches) == 1  # the theoretical field's box
     assert all(t.get_fontsize() >= MIN_POINTS for t in _texts(fig))
 
+    # one panel cropped around the centre: the image and the box move together
+    e = erfs["features.layers.6"]
+    ax = figures.draw_effective_field(fig.add_subplot(), e, half=3)
+    assert ax.images[-1].get_array().shape == (7, 7)
+    (y0, _), (x0, _) = e.region
+    assert ax.patches[-1].get_xy() == (x0 - (12 // 2 - 3) - 0.5, y0 - (12 // 2 - 3) - 0.5)
+    assert float(ax.images[-1].get_array().max()) == 1.0  # normalised to its own maximum
+
     s = ci.saliency(model, x)
     g = ci.grad_cam(model, x, "features.layers.5")
     fig = figures.plot_explanations(

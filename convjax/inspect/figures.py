@@ -10,7 +10,8 @@ when given ``path``. matplotlib is imported inside the functions, so importing
 - :func:`plot_activation_maps`: one input's feature maps after each activation and pooling
   layer, for any model (layers found by :func:`convjax.inspect.activations`).
 - :func:`plot_effective_receptive_fields`: heat maps of
-  :func:`convjax.inspect.effective_receptive_field` with the theoretical field drawn on them.
+  :func:`convjax.inspect.effective_receptive_field` with the theoretical field drawn on them
+  (one panel: :func:`draw_effective_field`, for figures of your own).
 - :func:`plot_explanations`: inputs beside saliency / Grad-CAM maps.
 - :func:`plot_loss_landscape`: contour plot of :func:`convjax.inspect.loss_landscape`.
 - :func:`save_model_figures`: a trained classifier's filters, activation maps and
@@ -39,6 +40,7 @@ __all__ = [
     "activation_map_layers",
     "plot_activation_maps",
     "plot_effective_receptive_fields",
+    "draw_effective_field",
     "plot_explanations",
     "plot_loss_landscape",
     "last_spatial_activation",
@@ -229,8 +231,6 @@ def plot_effective_receptive_fields(
     unit's theoretical field (clipped to the input); the caption gives the fitted Gaussian's
     sigma and the fraction of the theoretical field holding 95% of the mass.
     """
-    from matplotlib.patches import Rectangle
-
     items = list(erfs.values()) if isinstance(erfs, Mapping) else list(erfs)
     if not items:
         raise ValueError("erfs is empty; pass effective_receptive_field(...)'s result.")
@@ -243,20 +243,7 @@ def plot_effective_receptive_fields(
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, e in zip(axes.flat, items):
-        m = e.map / e.map.max() if e.map.max() > 0 else e.map
-        ax.imshow(m, cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
-        (y0, y1), (x0, x1) = e.region
-        ax.add_patch(
-            Rectangle(
-                (x0 - 0.5, y0 - 0.5),
-                x1 - x0 + 1,
-                y1 - y0 + 1,
-                fill=False,
-                edgecolor="cyan",
-                linestyle="--",
-                linewidth=1.0,
-            )
-        )
+        draw_effective_field(ax, e)
         sigma = "x".join(f"{s:.1f}" for s in e.sigma)
         ax.set_title(
             f"{e.layer}\nsigma {sigma} px, 95% in {100 * e.mass_fraction(0.95):.0f}% of RF",
@@ -266,6 +253,41 @@ def plot_effective_receptive_fields(
         fig.suptitle(title, fontsize=_TEXT + 1)
     fig.tight_layout()
     return _save(fig, path, dpi)
+
+
+def draw_effective_field(ax, erf, *, half: int | None = None, linewidth: float = 1.0):
+    """One effective receptive field on ``ax``: the map divided by its maximum, the theoretical
+    field as a dashed cyan box (clipped to the input). No title: captions are the caller's.
+
+    Args:
+      ax: a matplotlib Axes.
+      erf: an :class:`~convjax.inspect.EffectiveReceptiveField` of a 2-D input, ``map`` (H, W).
+      half: show only the ``(2 half + 1)`` square around the input's centre (deep stacks on a
+        large input); None shows the whole input.
+      linewidth: of the box.
+    """
+    from matplotlib.patches import Rectangle
+
+    m, top = erf.map, 0
+    if half is not None:
+        c0 = m.shape[0] // 2
+        top = c0 - half
+        m = m[top : c0 + half + 1, top : c0 + half + 1]
+    ax.imshow(m / m.max() if m.max() > 0 else m, cmap="inferno", vmin=0, vmax=1,
+              interpolation="nearest")  # fmt: skip
+    (y0, y1), (x0, x1) = erf.region
+    ax.add_patch(
+        Rectangle(
+            (x0 - top - 0.5, y0 - top - 0.5),
+            x1 - x0 + 1,
+            y1 - y0 + 1,
+            fill=False,
+            edgecolor="cyan",
+            linestyle="--",
+            linewidth=linewidth,
+        )
+    )
+    return ax
 
 
 def plot_explanations(
