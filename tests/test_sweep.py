@@ -271,6 +271,67 @@ def test_sweep_json_counts_member_epochs_and_shares_the_population_time(tmp_path
     assert got["best_trial"] == 15 == out["records"][0]["trial"]  # the one that finished
 
 
+def test_pbt_sweep_tables_show_end_values_copies_and_schedules(tmp_path):
+    """Trial 1 copies trial 0 at step 4 and takes its learning rate x 1.25: the table shows the
+    start and end values and one copy, the CSV the raw end value, pbt_learning_rate.png is
+    drawn, and best_config.py says the start values do not reproduce the run."""
+    import json
+
+    from convjax.train import sweep
+
+    def fit(cfgs, workdir, *, member_dirs, strategy, mesh, log, **schedule):
+        out = []
+        for k, (c, d) in enumerate(zip(cfgs, member_dirs)):
+            start = {"step": 0, "copied_from": None, "learning_rate": c.learning_rate,
+                     "weight_decay": c.weight_decay}  # fmt: skip
+            hs = [start]
+            if k == 1:
+                hs.append({**start, "step": 4, "copied_from": 0,
+                           "learning_rate": cfgs[0].learning_rate * 1.25})  # fmt: skip
+            r = {"val_accuracy": 0.9 - 0.1 * k, "test_accuracy": 0.8, "status": "finished",
+                 "stopped_epoch": 2.0, "steps": 8, "members": len(cfgs),
+                 "hparam_schedule": hs}  # fmt: skip
+            Path(d).mkdir(parents=True, exist_ok=True)
+            (Path(d) / "results.json").write_text(json.dumps(r))
+            out.append(r)
+        return out
+
+    cfg, _ = load_cfg("configs/sweeps/pbt.py", "pbt_smoke")
+    out = sweep.run_sweep(cfg, tmp_path, fit_fn=fit, log=lambda s: None)
+    lr0 = next(r["learning_rate"] for r in out["records"] if r["trial"] == 0)
+    md = (tmp_path / "results.md").read_text()
+    assert "| learning_rate at end | copies |" in md  # weight decay never changed: no column
+    row = next(line for line in md.splitlines() if line.startswith("| 2 |"))
+    assert row.endswith(f"| {1.25 * lr0:.4g} | 1 |")
+    with open(tmp_path / "results.csv") as f:
+        rows = {r["trial"]: r for r in csv.DictReader(f)}
+    assert float(rows["1"]["learning_rate_end"]) == pytest.approx(1.25 * lr0)
+    assert rows["0"]["copies"] == "0" and rows["1"]["copies"] == "1"
+    assert (tmp_path / "pbt_learning_rate.png").stat().st_size > 1000
+    assert not (tmp_path / "pbt_weight_decay.png").exists()
+    assert (
+        "training this config alone is a different run" in (tmp_path / "best_config.py").read_text()
+    )
+
+
+def test_pbt_schedule_figure_draws_every_member_to_the_end():
+    from convjax.train.schedules import pbt_schedule_figure
+
+    schedules = [
+        [{"step": 0, "copied_from": None, "learning_rate": 0.1}],
+        [
+            {"step": 0, "copied_from": None, "learning_rate": 0.2},
+            {"step": 5, "copied_from": 0, "learning_rate": 0.125},
+        ],
+    ]
+    fig = pbt_schedule_figure(schedules, "learning_rate", 10, total_steps=20, labels=["a", "b"])
+    ax = fig.axes[0]
+    a, b, dots = ax.lines  # two step lines, then the copy's dot
+    assert list(a.get_xdata()) == [0.0, 2.0] and list(b.get_xdata()) == [0.0, 0.5, 2.0]
+    assert list(dots.get_xdata()) == [0.5] and list(dots.get_ydata()) == [0.125]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+
+
 def test_sweep_config_errors():
     from convjax.train import sweep
 

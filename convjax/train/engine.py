@@ -220,7 +220,10 @@ def _finish(run, loop, states, progs) -> list[dict[str, Any]]:
     if isinstance(run.schedule, PBT) and run.main:
         for field in run.schedule.fields:
             fig = pbt_schedule_figure(
-                [r["hparam_schedule"] for r in results], field, run.steps_per_epoch
+                [r["hparam_schedule"] for r in results],
+                field,
+                run.steps_per_epoch,
+                total_steps=max(r["steps"] for r in results),
             )
             report.save_figure(fig, run.workdir / f"pbt_{field.replace('.', '_')}.png")
     if run.n == 1:

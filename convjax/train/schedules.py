@@ -232,20 +232,39 @@ def make_schedule(
     return PBT(interval[0], fraction, fields, factors, bounds, metric, int(pbt.get("seed", 0)))
 
 
-def pbt_schedule_figure(schedules: Sequence[list[dict[str, Any]]], field: str, steps_per_epoch):
-    """Each member's value of ``field`` against epochs (a step line per member; an exploit
-    round shows as a jump), from the members' ``hparam_schedule`` records."""
+def pbt_schedule_figure(
+    schedules: Sequence[list[dict[str, Any]]],
+    field: str,
+    steps_per_epoch: float,
+    *,
+    total_steps: int | None = None,
+    labels: Sequence[str] | None = None,
+):
+    """Each member's value of ``field`` against epochs, from the members' ``hparam_schedule``
+    records: a step line per member, drawn to ``total_steps`` (the end of training), with a
+    dot where the member copied another's state (an exploit round: the value jumps).
+
+    ``labels`` name the lines (default ``"member i"``).
+    """
     from convjax.train import report
 
-    fig, ((ax,),) = report.figure(6.0, 3.6)
+    fig, ((ax,),) = report.figure(6.4, 3.8)
     for i, records in enumerate(schedules):
         xs = [r["step"] / steps_per_epoch for r in records]
         ys = [r[field] for r in records]
-        ax.step(xs, ys, where="post", color=f"C{i % 10}", alpha=0.8, label=f"member {i}")
-    ax.set_xlabel("epoch")
+        if total_steps is not None and total_steps > records[-1]["step"]:
+            xs.append(total_steps / steps_per_epoch)
+            ys.append(ys[-1])
+        color = f"C{i % 10}"
+        label = labels[i] if labels is not None else f"member {i}"
+        ax.step(xs, ys, where="post", color=color, alpha=0.8, label=label)
+        copies = [(x, y) for r, x, y in zip(records, xs, ys) if r.get("copied_from") is not None]
+        if copies:
+            ax.plot(*zip(*copies), "o", color=color, markersize=3.5)
+    ax.set_xlabel("epoch (dots: the member copied a better one's weights)")
     ax.set_ylabel(field)
     if field in ("learning_rate", "weight_decay"):
         ax.set_yscale("log")
     if len(schedules) <= 12:
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=7, ncol=2)
     return fig

@@ -179,6 +179,8 @@ def run_sweep(
 
 _SUMMARY_KEYS = (
     "stopped_epoch",
+    "steps",
+    "hparam_schedule",
     "val_accuracy",
     "test_accuracy",
     "epochs_run",

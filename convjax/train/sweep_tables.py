@@ -25,9 +25,11 @@ def _fmt(v) -> str:
 
 
 def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> dict[str, str]:
-    """results.csv/.md (sorted by ``metric``), best_config.py, metric_vs_<field>.png."""
+    """results.csv/.md (sorted by ``metric``), best_config.py, metric_vs_<field>.png, and with
+    population-based training pbt_<field>.png and each trial's values at the end."""
     pct = lambda v: "-" if v is None else f"{100 * v:.2f}"
     name = config.get("name", workdir.name)
+    explored = _explored_fields(ranked, fields)
     rows = [
         [
             rank,
@@ -37,11 +39,29 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
             r["status"],
             _fmt(r.get("stopped_epoch")),
             r["members"],
+            *map(_fmt, _pbt_values(r, explored)),
         ]
         for rank, r in enumerate(ranked, start=1)
     ]
-    md = f"### sweep {name}: {len(ranked)} trials, sorted by {metric}\n\n" + report.markdown_table(
-        ["rank", *fields, "val acc (%)", "test acc (%)", "status", "epochs trained", "population"],
+    md = f"### sweep {name}: {len(ranked)} trials, sorted by {metric}\n\n"
+    if explored:
+        md += (
+            "Population-based training: the swept columns are each trial's starting values, "
+            "'at end' its values after the last exploit round, 'copies' how often it took a "
+            "better member's weights (the schedules: pbt_<field>.png).\n\n"
+        )
+    md += report.markdown_table(
+        [
+            "rank",
+            *fields,
+            "val acc (%)",
+            "test acc (%)",
+            "status",
+            "epochs trained",
+            "population",
+            *(f"{f} at end" for f in explored),
+            *(["copies"] if explored else []),
+        ],
         rows,
     )
     configs = compare_configurations(ranked, fields, metric)
@@ -67,7 +87,10 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
                 ],
             )
         )
-    csv_rows = [{"rank": k, **r} for k, r in enumerate(ranked, start=1)]
+    csv_rows = [
+        {"rank": k, **r, **dict(zip(_pbt_csv_columns(explored), _pbt_values(r, explored)))}
+        for k, r in enumerate(ranked, start=1)
+    ]
     files["results.csv"] = str(
         report.write_csv(
             workdir / "results.csv",
@@ -82,6 +105,7 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
                 "stopped_epoch",
                 "epochs_run",
                 "members",
+                *_pbt_csv_columns(explored),
             ],
         )
     )
@@ -90,6 +114,12 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
         f"Best trial of sweep {name!r} ({metric} {pct(best.get(metric))}%, test "
         f"{pct(best.get('test_accuracy'))}%): "
         + ", ".join(f"{f}={_fmt(best[f])}" for f in fields)
+        + (
+            " (its starting values: population-based training changed them and copied other "
+            "members' weights, so training this config alone is a different run)"
+            if explored
+            else ""
+        )
         + f".\n\nWritten by experiments/sweep.py into {workdir}. Train it alone with::\n\n"
         f"    .venv/bin/python experiments/train.py --config={workdir}/best_config.py "
         "--workdir=workdirs/best"
@@ -103,6 +133,49 @@ def write_outputs(config, workdir: Path, ranked, fields, metric, best_cfg) -> di
         xs, ys, stopped = zip(*pts)
         fig = report.metric_vs_field_figure(xs, ys, field=f, metric=metric, stopped=stopped)
         path = workdir / f"metric_vs_{f.replace('.', '_')}.png"
+        files[path.name] = str(report.save_figure(fig, path))
+    files.update(_pbt_figures(workdir, ranked, explored))
+    return files
+
+
+def _explored_fields(ranked, fields) -> list[str]:
+    """The swept fields a population-based training schedule changed (none without PBT)."""
+    schedules = [r.get("hparam_schedule") or [] for r in ranked]
+    return [f for f in fields if any(len({e.get(f) for e in s}) > 1 for s in schedules)]
+
+
+def _pbt_csv_columns(explored) -> list[str]:
+    return [*(f"{f}_end" for f in explored), "copies"] if explored else []
+
+
+def _pbt_values(record, explored) -> list:
+    """One trial's values of the explored fields at the end of training, and its copies."""
+    if not explored:
+        return []
+    schedule = record.get("hparam_schedule") or [{}]
+    copies = sum(e.get("copied_from") is not None for e in schedule)
+    return [*(schedule[-1].get(f) for f in explored), copies]
+
+
+def _pbt_figures(workdir: Path, ranked, explored) -> dict[str, str]:
+    """pbt_<field>.png: every trial's schedule of each explored field against epochs."""
+    from convjax.train.schedules import pbt_schedule_figure
+
+    by_trial = sorted(ranked, key=lambda r: r["trial"])
+    trained = [r for r in by_trial if r.get("stopped_epoch")]
+    if not explored or not trained:
+        return {}
+    steps_per_epoch = trained[0]["steps"] / trained[0]["stopped_epoch"]
+    files = {}
+    for f in explored:
+        fig = pbt_schedule_figure(
+            [r["hparam_schedule"] for r in by_trial],
+            f,
+            steps_per_epoch,
+            total_steps=max(r["steps"] for r in trained),
+            labels=[f"trial {r['trial']}" for r in by_trial],
+        )
+        path = workdir / f"pbt_{f.replace('.', '_')}.png"
         files[path.name] = str(report.save_figure(fig, path))
     return files
 
