@@ -46,9 +46,9 @@ import convjax.functional as cf
 from benchmarks._timing import format_table
 from benchmarks.harness import (
     Candidate,
-    _load,
     _torch,
     environment,
+    finish_report,
     jax_candidate,
     run_interleaved,
 )
@@ -187,14 +187,7 @@ def main(argv=None) -> str:
     report = [f"```\n{header}\n```\n", f"command: `{' '.join(sys.argv)}`\n"]
     for name, shape, cout, stride, padding in shapes:
         report.append(bench_shape(name, shape, cout, stride, padding, args.repeats, args.threads))
-    tail = f"\nload average at end: {_load()}"
-    print(tail)
-    report.append(tail + "\n")
-    text = "\n".join(report)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    return text
+    return finish_report(report, args.out)
 
 
 if __name__ == "__main__":

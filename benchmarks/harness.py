@@ -111,6 +111,17 @@ def _load() -> str:
         return "n/a"
 
 
+def finish_report(report: list[str], out: str | None) -> str:
+    """Append the load average at the end, print that line, write the report to ``out``."""
+    tail = f"\nload average at end: {_load()}"
+    print(tail)
+    text = "\n".join([*report, tail + "\n"])
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    return text
+
+
 def environment(torch_device: str) -> str:
     import flax
     import jaxlib
@@ -680,14 +691,7 @@ def main(argv=None) -> str:
                 f"--sections contains {name!r}; use a comma list of {', '.join(sections)}."
             )
         report.append(sections[name](args, device))
-    tail = f"\nload average at end: {_load()}"
-    print(tail)
-    report.append(tail + "\n")
-    text = "\n".join(report)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    return text
+    return finish_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -349,7 +349,7 @@ def _snap(d: np.ndarray, scale: float) -> np.ndarray:
 # ---------------------------------------------------------------------------- the comparison
 
 
-#: The difference the seeds-needed estimate refers to by default: 0.1 point of accuracy.
+#: The difference the estimate of seeds needed refers to by default: 0.1 point of accuracy.
 RESOLVE = 0.001
 #: Bootstrap resamples and seed of the tables' intervals (the same data, the same interval).
 BOOTSTRAP_RESAMPLES = 10_000
@@ -377,7 +377,7 @@ def compare_paired(
       confidence: of the bootstrap interval.
       resamples: bootstrap resamples.
       seed: the bootstrap's random seed.
-      alpha, power: of the seeds-needed figure.
+      alpha, power: of the estimate of seeds needed.
 
     Returns:
       A :class:`PairedComparison`. Seeds that only one side has are dropped (named in
