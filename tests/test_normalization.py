@@ -130,6 +130,82 @@ def test_batch_norm_jit_vmap(x64):
     np.testing.assert_allclose(ys[1], f(x[::-1] * 2)[0], **TOL64)
 
 
+def _op_by_op(x, scale, bias, axis, epsilon=1e-5):
+    """Training-mode batch norm written op by op, so JAX differentiates the plain formula: the
+    independent reference for the closed-form derivative inside ``cf.batch_norm``."""
+    axes = tuple(a for a in range(x.ndim) if a != axis)
+    mu = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mu), axis=axes, keepdims=True)
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    return (x - mu) / jnp.sqrt(var + epsilon) * scale.reshape(shape) + bias.reshape(shape)
+
+
+# (shape, channels_last): dense, 2-D NHWC and NCHW, 3-D NDHWC
+LAYOUTS = [((6, 4), True), ((3, 4, 5, 2), True), ((3, 2, 4, 5), False), ((2, 3, 2, 4, 3), True)]
+
+
+@pytest.mark.parametrize("shape,channels_last", LAYOUTS)
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_derivatives_equal_the_op_by_op_formula(shape, channels_last, affine, x64):
+    """Reverse mode (grad) and forward mode (jvp) of the closed-form derivative against JAX's
+    derivative of the plain formula, in float64: both are exact up to rounding of sums of
+    <= 120 terms of size < 10 (~1e-13), so 1e-9 leaves room and catches any wrong term."""
+    rng = np.random.default_rng(7)
+    axis = len(shape) - 1 if channels_last else 1
+    c = shape[axis]
+    x = rng.standard_normal(shape) * 2 + 1
+    scale, bias = (rng.standard_normal(c), rng.standard_normal(c)) if affine else (None, None)
+    ones, zeros = np.ones(c), np.zeros(c)
+    w = rng.standard_normal(shape)  # a random linear read-out of the output
+
+    def ours(x, scale, bias):
+        y, _ = cf.batch_norm(
+            x, scale, bias, zeros, ones, training=True, channels_last=channels_last
+        )
+        return y
+
+    def ref(x, scale, bias):
+        return _op_by_op(x, ones if scale is None else scale, zeros if bias is None else bias, axis)
+
+    args = (x, scale, bias) if affine else (x,)
+    argnums = (0, 1, 2) if affine else (0,)
+    pad = (lambda a: (*a, None, None)) if not affine else (lambda a: a)
+    loss = lambda f: lambda *a: jnp.sum(jnp.tanh(f(*pad(a))) * w)  # noqa: E731
+    for g, g_ref in zip(jax.grad(loss(ours), argnums)(*args), jax.grad(loss(ref), argnums)(*args)):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-9)
+    tangents = tuple(rng.standard_normal(np.shape(a)) for a in args)
+    y, dy = jax.jvp(lambda *a: ours(*pad(a)), args, tangents)
+    y_ref, dy_ref = jax.jvp(lambda *a: ref(*pad(a)), args, tangents)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dy, dy_ref, rtol=1e-9, atol=1e-9)
+
+
+def test_batch_norm_second_order(x64):
+    """jax.hessian (forward over reverse) through the custom derivative equals the plain
+    formula's, and gradcheck(order=2) agrees with finite differences."""
+    from convjax.testing import gradcheck
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 3, 3, 2))
+    scale, bias = rng.standard_normal(2), rng.standard_normal(2)
+    w = rng.standard_normal(x.shape)
+    ones, zeros = np.ones(2), np.zeros(2)
+
+    def loss(x, scale):
+        y, _ = cf.batch_norm(x, scale, bias, zeros, ones, training=True)
+        return jnp.sum(jnp.tanh(y) * w)
+
+    def loss_ref(x, scale):
+        return jnp.sum(jnp.tanh(_op_by_op(x, scale, bias, 3)) * w)
+
+    h = jax.hessian(loss, (0, 1))(x, scale)
+    h_ref = jax.hessian(loss_ref, (0, 1))(x, scale)
+    for a, b in zip(jax.tree.leaves(h), jax.tree.leaves(h_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9)
+    gradcheck(loss, x, scale, order=2)
+
+
 def test_batch_moments_two_pass_is_stable(x64):
     x = np.random.default_rng(5).standard_normal((6, 2)) + 1e8
     mean, var = cf.batch_moments(x)

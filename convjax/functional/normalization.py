@@ -11,9 +11,25 @@ the running variance is updated with the unbiased batch variance ``n / (n - 1) *
 The functions hold no state: the running statistics go in and the new ones come out, so
 ``jax.jit``, ``jax.vmap`` and ``jax.grad`` see plain arrays. :class:`convjax.nn.BatchNorm`
 holds them as ``nnx.BatchStat`` and calls :func:`batch_norm`.
+
+Derivative. Differentiating the training-mode formula op by op gives a backward pass with
+five or six full-size intermediates, which XLA's CPU backend runs at a fraction of memory
+speed once the activation outgrows the cache (19 ms for a ``(128, 28, 28, 32)`` activation
+against 6 ms for the closed form, ``benchmarks/results/batch_norm.md``). The training path is
+therefore a ``jax.custom_jvp`` whose tangent is the closed form
+
+    dy = k dx + (dbias - k mean(dx)) + (x - mu) (inv dscale - k inv^2 mean((x - mu) dx))
+
+with ``inv = 1 / sqrt(var + epsilon)`` and ``k = inv * scale`` per channel. It is linear in
+the tangents, so reverse mode transposes it into the classic backward formula (two
+reductions and one full-size pass), and forward mode and second order (``jax.jvp``,
+``jax.hessian``) keep working. ``mean(x - mu) = 0`` is used once, so the derivative equals
+the op-by-op one up to float rounding.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -50,11 +66,45 @@ def batch_moments(x, *, channels_last: bool = True):
       than ``E[x^2] - E[x]^2``, which loses every digit when the mean is large.
     """
     x = _checks.as_array(x, "x", "batch_moments", floating=True)
-    axis = _feature_axis(x.ndim, channels_last, "batch_moments")
+    return _moments(x, _feature_axis(x.ndim, channels_last, "batch_moments"))
+
+
+def _moments(x, axis: int):
     axes = tuple(a for a in range(x.ndim) if a != axis)
     mean = jnp.mean(x, axis=axes)
     var = jnp.mean(jnp.square(x - mean.reshape(_stat_shape(x, axis))), axis=axes)
     return mean, var
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _normalize_with_batch_stats(x, scale, bias, axis: int, epsilon: float):
+    """Training-mode normalisation: ``(y, mu, var)`` with the batch's mean and biased variance
+    (``(C,)`` each) over every axis but ``axis``; ``scale``, ``bias`` are ``(C,)`` arrays."""
+    mu, var = _moments(x, axis)
+    shape = _stat_shape(x, axis)
+    inv = jax.lax.rsqrt(var + epsilon)
+    y = (x - mu.reshape(shape)) * (inv * scale).reshape(shape) + bias.reshape(shape)
+    return y, mu, var
+
+
+@_normalize_with_batch_stats.defjvp
+def _normalize_with_batch_stats_jvp(axis, epsilon, primals, tangents):
+    """The closed-form tangent (module docstring); linear in ``tangents``, so its transpose is
+    the classic two-reduction backward pass."""
+    x, scale, bias = primals
+    dx, dscale, dbias = tangents
+    axes = tuple(a for a in range(x.ndim) if a != axis)
+    shape = _stat_shape(x, axis)
+    mu, var = _moments(x, axis)
+    inv = jax.lax.rsqrt(var + epsilon)
+    k = inv * scale
+    centred = x - mu.reshape(shape)
+    y = centred * k.reshape(shape) + bias.reshape(shape)
+    dmu = jnp.mean(dx, axis=axes)
+    half_dvar = jnp.mean(centred * dx, axis=axes)  # d var = 2 mean((x - mu) dx): mean(x - mu) = 0
+    coef = inv * dscale - k * inv * inv * half_dvar
+    dy = dx * k.reshape(shape) + (dbias - k * dmu).reshape(shape) + centred * coef.reshape(shape)
+    return (y, mu, var), (dy, dmu, 2 * half_dvar)
 
 
 def _check_stat(value, name: str, c: int):
@@ -140,18 +190,23 @@ def batch_norm(
             "zeros(C) and ones(C)."
         )
     if training:
-        mu, sigma2 = batch_moments(x, channels_last=channels_last)
+        y, mu, sigma2 = _normalize_with_batch_stats(
+            x,
+            jnp.ones((c,), x.dtype) if scale is None else scale,
+            jnp.zeros((c,), x.dtype) if bias is None else bias,
+            axis,
+            epsilon,
+        )
         n = x.size // c
         unbiased = sigma2 * (n / max(n - 1, 1))
         new_mean = jax.lax.stop_gradient(momentum * mean + (1 - momentum) * mu)
         new_var = jax.lax.stop_gradient(momentum * var + (1 - momentum) * unbiased)
-    else:
-        mu, sigma2, new_mean, new_var = mean, var, mean, var
-    shape = _stat_shape(x, axis)
-    inv = jax.lax.rsqrt(sigma2 + epsilon)
+        return y, (new_mean, new_var)
+    shape = _stat_shape(x, axis)  # evaluation: the running statistics, unchanged
+    inv = jax.lax.rsqrt(var + epsilon)
     if scale is not None:
         inv = inv * scale
-    y = (x - mu.reshape(shape)) * inv.reshape(shape)
+    y = (x - mean.reshape(shape)) * inv.reshape(shape)
     if bias is not None:
         y = y + bias.reshape(shape)
-    return y, (new_mean, new_var)
+    return y, (mean, var)
