@@ -178,15 +178,7 @@ def _default_network_step():
     kx, ky = jax.random.split(jax.random.key(1))
     x = jax.random.normal(kx, (128, 28, 28, 1))
     y = jax.random.randint(ky, (128,), 0, 10)
-
-    def step(params, rest, vel, x, y):
-        m = nnx.merge(graphdef, params, rest)
-        loss, grads = nnx.value_and_grad(lambda m: mj.cross_entropy(m(x), y))(m)
-        vel = jax.tree.map(lambda v, g: mj.MOMENTUM * v + g, vel, grads)
-        params = jax.tree.map(lambda p, v: p - mj.LR * v, params, vel)
-        return params, nnx.state(m, nnx.BatchStat), vel, loss
-
-    return step, params, rest, vel, x, y
+    return mj.make_nnx_train_step(graphdef), params, rest, vel, x, y
 
 
 def bench_train_step(repeats) -> str:

@@ -610,15 +610,7 @@ def bench_resnet(args, device) -> str:
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         params = jax.tree.map(lambda a: a.astype(dtype), params)
         vel = jax.tree.map(jnp.zeros_like, params)
-
-        def step(params, rest, vel, x, y):
-            # NNX's own transform carries the BatchStat updates through the gradient trace.
-            m = nnx.merge(graphdef, params, rest)
-            loss, grads = nnx.value_and_grad(lambda m: mj.cross_entropy(m(x), y))(m)
-            vel = jax.tree.map(lambda v, g: mj.MOMENTUM * v + g, vel, grads)
-            params = jax.tree.map(lambda p, v: p - mj.LR * v, params, vel)
-            return params, nnx.state(m, nnx.BatchStat), vel, loss
-
+        step = mj.make_nnx_train_step(graphdef)
         return jax_candidate(name, step, params, rest, vel, x, y)
 
     for name, impl in (

@@ -113,6 +113,22 @@ def make_train_step(forward, lr=LR, momentum=MOMENTUM):
     return step
 
 
+def make_nnx_train_step(graphdef):
+    """``step(params, rest, velocity, x, y) -> (params, batch_stats, velocity, loss)`` for an
+    NNX model split as ``nnx.split(model, nnx.Param, ...)``: the same SGD momentum."""
+    from flax import nnx
+
+    def step(params, rest, velocity, x, y):
+        # NNX's own transform carries the BatchStat updates through the gradient trace.
+        m = nnx.merge(graphdef, params, rest)
+        loss, grads = nnx.value_and_grad(lambda m: cross_entropy(m(x), y))(m)
+        velocity = jax.tree.map(lambda v, g: MOMENTUM * v + g, velocity, grads)
+        params = jax.tree.map(lambda p, v: p - LR * v, params, velocity)
+        return params, nnx.state(m, nnx.BatchStat), velocity, loss
+
+    return step
+
+
 def cnn_batch(key, batch=128, dtype=jnp.float32, channels_last=True):
     """A random batch ``(x, labels)`` of the textbook CNN's input size."""
     kx, ky = jax.random.split(key)
