@@ -22,7 +22,11 @@ Flags tried (jaxlib 0.10.2): ``--xla_cpu_experimental_ynn_fusion_type`` (XLA han
 convolutions and dots to YNNPACK; ``individual_convolution`` and ``individual_dot`` are on by
 default in this jaxlib, so the sets switch them off or add ``eltwise``/``reduce``),
 ``--xla_cpu_experimental_xnn_fusion_type`` (XNNPACK fusions), and
-``--xla_cpu_experimental_onednn_custom_call`` (oneDNN).
+``--xla_cpu_experimental_onednn_custom_call``, ``--xla_cpu_use_onednn`` and
+``--xla_cpu_experimental_onednn_fusion_type`` (oneDNN; its fusion types are dot, eltwise and
+reduce, no convolution), ``--xla_cpu_prefer_vector_width=512`` (this machine has AVX-512) and
+``--xla_cpu_enable_concurrency_optimized_scheduler``. ``--sets`` runs a subset (the default
+set always runs, as the reference).
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ FLAG_SETS = {
     "xnn: dot": "--xla_cpu_experimental_xnn_fusion_type=dot",
     "xnn: dot, eltwise, reduce": "--xla_cpu_experimental_xnn_fusion_type=dot,eltwise,reduce",
     "onednn custom call": "--xla_cpu_experimental_onednn_custom_call=true",
+    "onednn: use": "--xla_cpu_use_onednn=true",
+    "onednn: dot, eltwise, reduce": "--xla_cpu_experimental_onednn_fusion_type=dot,eltwise,reduce",
+    "vector width 512": "--xla_cpu_prefer_vector_width=512",
+    "concurrency scheduler": "--xla_cpu_enable_concurrency_optimized_scheduler=true",
 }
 SHAPES = [((128, 28, 28, 32), 32), ((128, 14, 14, 64), 64)]
 
@@ -112,8 +120,14 @@ def main(argv=None) -> str:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per child")
     parser.add_argument("--out", help="also write the Markdown report to this file")
+    parser.add_argument("--sets", default="", help="flag-set names separated by ; (default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    wanted = [n.strip() for n in args.sets.split(";") if n.strip()]
+    unknown = [n for n in wanted if n not in FLAG_SETS]
+    if unknown:
+        parser.error(f"--sets: unknown {unknown}; choose from {list(FLAG_SETS)}")
+    flag_sets = {n: f for n, f in FLAG_SETS.items() if not wanted or n == "default" or n in wanted}
     if args.child:
         child(args.child, args.repeats)
         return ""
@@ -129,10 +143,10 @@ def main(argv=None) -> str:
         f"load average (1/5/15 min) at start: {_load()}",
     ]
     print("\n".join(header), flush=True)
-    results = {name: [] for name in FLAG_SETS}
+    results = {name: [] for name in flag_sets}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for i, (name, flags) in enumerate(FLAG_SETS.items()):
+            for i, (name, flags) in enumerate(flag_sets.items()):
                 prefix = os.path.join(tmp, f"r{r}_{i}")
                 env = dict(os.environ, XLA_FLAGS=flags, PYTHONPATH=root)
                 env.pop("CONVJAX_CPU_DEVICES", None)
@@ -177,7 +191,7 @@ def main(argv=None) -> str:
         rows.append(row)
     # One table per quantity group keeps the columns readable.
     text = ["```", *header, "```", "", f"command: `{' '.join(sys.argv)}`", ""]
-    text.append("flags: " + "; ".join(f"{n}: `{f or '(none)'}`" for n, f in FLAG_SETS.items()))
+    text.append("flags: " + "; ".join(f"{n}: `{f or '(none)'}`" for n, f in flag_sets.items()))
     for q in quantities:
         sub = [
             {
