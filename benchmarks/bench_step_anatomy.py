@@ -15,7 +15,9 @@ its own repeats:
   * the textbook CNN's whole SGD-momentum train step, and the same step of a network that is
     the four convolutions only (no bias, no ReLU, pooling replaced by a strided slice, no FC
     layers): the convolutions' share of the step.
-The JAX child also counts the transposes XLA put into the compiled step (fusions named
+The JAX child runs twice per round: on every core, and pinned to one core
+(``os.sched_setaffinity``), which shows how many cores XLA's convolutions use. It also counts
+the transposes XLA put into the compiled step (fusions named
 ``transpose*``) and their bytes. Tables: median over rounds of the children's medians.
 """
 
@@ -150,15 +152,16 @@ def main(argv=None) -> str:
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per child")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", help="also write the Markdown report to this file")
-    parser.add_argument("--child", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("jax", "jax1", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        res = (
-            _jax_child(args.repeats)
-            if args.child == "jax"
-            else _torch_child(args.repeats, args.threads)
-        )
+        if args.child == "jax1":  # before JAX starts its threads
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        if args.child == "torch":
+            res = _torch_child(args.repeats, args.threads)
+        else:
+            res = _jax_child(args.repeats)
         with open(args.child_out, "w") as f:
             json.dump(res, f)
         return ""
@@ -172,7 +175,7 @@ def main(argv=None) -> str:
         f"load average (1/5/15 min) at start: {_load()}",
     ]
     print("\n".join(header), flush=True)
-    runs = {"jax": [], "torch": []}
+    runs = {"jax": [], "jax1": [], "torch": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for who in runs:
@@ -193,13 +196,17 @@ def main(argv=None) -> str:
     keys = [k for k in runs["jax"][0] if k.startswith(("conv", "train"))]
     rows = []
     for key in keys:
-        jx, th = med("jax", key), med("torch", key)
-        rows.append({"what": key, "XLA ms": jx, "PyTorch ms": th, "XLA / PyTorch": jx / th})
+        jx, j1, th = med("jax", key), med("jax1", key), med("torch", key)
+        rows.append(
+            {"what": key, "XLA ms": jx, "XLA on one core ms": j1, "PyTorch ms": th,
+             "XLA / PyTorch": jx / th}
+        )  # fmt: skip
     both = [k for k in keys if k.endswith("forward + backward")]
-    jsum, tsum = sum(med("jax", k) for k in both), sum(med("torch", k) for k in both)
+    sums = {who: sum(med(who, k) for k in both) for who in runs}
     rows.append(
-        {"what": "sum of the four convolutions' forward + backward", "XLA ms": jsum,
-         "PyTorch ms": tsum, "XLA / PyTorch": jsum / tsum}
+        {"what": "sum of the four convolutions' forward + backward", "XLA ms": sums["jax"],
+         "XLA on one core ms": sums["jax1"], "PyTorch ms": sums["torch"],
+         "XLA / PyTorch": sums["jax"] / sums["torch"]}
     )  # fmt: skip
     text = ["```", *header, "```", "", f"command: `{' '.join(sys.argv)}`", ""]
     text += [format_table(rows), ""]
