@@ -167,13 +167,10 @@ def main(argv=None) -> str:
         return ""
 
     from benchmarks._timing import format_table
-    from benchmarks.harness import _cpu_model, _load, cpu_isa, finish_report
+    from benchmarks.harness import finish_report, short_header
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    header = [
-        f"machine: {_cpu_model()}, {os.cpu_count()} CPUs; vector ISA: {cpu_isa()}",
-        f"load average (1/5/15 min) at start: {_load()}",
-    ]
+    header = short_header()
     print("\n".join(header), flush=True)
     runs = {"jax": [], "jax1": [], "torch": []}
     with tempfile.TemporaryDirectory() as tmp:

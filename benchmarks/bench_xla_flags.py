@@ -135,13 +135,10 @@ def main(argv=None) -> str:
     import numpy as np
 
     from benchmarks._timing import format_table
-    from benchmarks.harness import _cpu_model, _load, cpu_isa
+    from benchmarks.harness import _load, short_header
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    header = [
-        f"machine: {_cpu_model()}, {os.cpu_count()} CPUs; vector ISA: {cpu_isa()}",
-        f"load average (1/5/15 min) at start: {_load()}",
-    ]
+    header = short_header()
     print("\n".join(header), flush=True)
     results = {name: [] for name in flag_sets}
     with tempfile.TemporaryDirectory() as tmp:

@@ -111,6 +111,14 @@ def _load() -> str:
         return "n/a"
 
 
+def short_header() -> list[str]:
+    """Two lines for reports of benchmarks that run in child processes: CPU and load."""
+    return [
+        f"machine: {_cpu_model()}, {os.cpu_count()} CPUs; vector ISA: {cpu_isa()}",
+        f"load average (1/5/15 min) at start: {_load()}",
+    ]
+
+
 def finish_report(report: list[str], out: str | None) -> str:
     """Append the load average at the end, print that line, write the report to ``out``."""
     tail = f"\nload average at end: {_load()}"
