@@ -237,6 +237,23 @@ def test_run_sweep_hands_its_schedule_to_every_population(tmp_path):
     assert set(fake.schedules[-1]) == {"pbt"} and fake.calls[-1] == 8
 
 
+def _fit_writing(record):
+    """A stand-in for ``engine.fit`` that trains nothing: member k's results are
+    ``record(k, config_k, configs)``, written to its ``results.json`` as the engine would."""
+    import json
+
+    def fit(cfgs, workdir, *, member_dirs, strategy, mesh, log, **schedule):
+        out = []
+        for k, (c, d) in enumerate(zip(cfgs, member_dirs)):
+            r = record(k, c, cfgs)
+            Path(d).mkdir(parents=True, exist_ok=True)
+            (Path(d) / "results.json").write_text(json.dumps(r))
+            out.append(r)
+        return out
+
+    return fit
+
+
 def test_sweep_json_counts_member_epochs_and_shares_the_population_time(tmp_path):
     """A halving population of 16 in which 12 stop at 0.25 epochs, 3 at 1 and one finishes 3:
     sweep.json says 9 of 48 member-epochs and the population's 100 s once, not 16 times."""
@@ -246,21 +263,17 @@ def test_sweep_json_counts_member_epochs_and_shares_the_population_time(tmp_path
 
     stops = [0.25] * 12 + [1.0] * 3 + [3.0]
 
-    def fit(cfgs, workdir, *, member_dirs, strategy, mesh, log, **schedule):
-        out = []
-        for k, d in enumerate(member_dirs):
-            r = {
-                "val_accuracy": 0.5 + 0.01 * k,
-                "test_accuracy": 0.5,
-                "stopped_epoch": stops[k],
-                "status": "finished" if stops[k] == 3.0 else "stopped",
-                "train_time_s": 100.0,
-                "members": len(cfgs),
-            }
-            Path(d).mkdir(parents=True, exist_ok=True)
-            (Path(d) / "results.json").write_text(json.dumps(r))
-            out.append(r)
-        return out
+    def record(k, c, cfgs):
+        return {
+            "val_accuracy": 0.5 + 0.01 * k,
+            "test_accuracy": 0.5,
+            "stopped_epoch": stops[k],
+            "status": "finished" if stops[k] == 3.0 else "stopped",
+            "train_time_s": 100.0,
+            "members": len(cfgs),
+        }
+
+    fit = _fit_writing(record)
 
     cfg, _ = load_cfg("configs/sweeps/halving.py", "halving_smoke")
     out = sweep.run_sweep(cfg, tmp_path, fit_fn=fit, log=lambda s: None)
@@ -275,26 +288,21 @@ def test_pbt_sweep_tables_show_end_values_copies_and_schedules(tmp_path):
     """Trial 1 copies trial 0 at step 4 and takes its learning rate x 1.25: the table shows the
     start and end values and one copy, the CSV the raw end value, pbt_learning_rate.png is
     drawn, and best_config.py says the start values do not reproduce the run."""
-    import json
 
     from convjax.train import sweep
 
-    def fit(cfgs, workdir, *, member_dirs, strategy, mesh, log, **schedule):
-        out = []
-        for k, (c, d) in enumerate(zip(cfgs, member_dirs)):
-            start = {"step": 0, "copied_from": None, "learning_rate": c.learning_rate,
-                     "weight_decay": c.weight_decay}  # fmt: skip
-            hs = [start]
-            if k == 1:
-                hs.append({**start, "step": 4, "copied_from": 0,
-                           "learning_rate": cfgs[0].learning_rate * 1.25})  # fmt: skip
-            r = {"val_accuracy": 0.9 - 0.1 * k, "test_accuracy": 0.8, "status": "finished",
-                 "stopped_epoch": 2.0, "steps": 8, "members": len(cfgs),
-                 "hparam_schedule": hs}  # fmt: skip
-            Path(d).mkdir(parents=True, exist_ok=True)
-            (Path(d) / "results.json").write_text(json.dumps(r))
-            out.append(r)
-        return out
+    def record(k, c, cfgs):
+        start = {"step": 0, "copied_from": None, "learning_rate": c.learning_rate,
+                 "weight_decay": c.weight_decay}  # fmt: skip
+        hs = [start]
+        if k == 1:
+            hs.append({**start, "step": 4, "copied_from": 0,
+                       "learning_rate": cfgs[0].learning_rate * 1.25})  # fmt: skip
+        return {"val_accuracy": 0.9 - 0.1 * k, "test_accuracy": 0.8, "status": "finished",
+                "stopped_epoch": 2.0, "steps": 8, "members": len(cfgs),
+                "hparam_schedule": hs}  # fmt: skip
+
+    fit = _fit_writing(record)
 
     cfg, _ = load_cfg("configs/sweeps/pbt.py", "pbt_smoke")
     out = sweep.run_sweep(cfg, tmp_path, fit_fn=fit, log=lambda s: None)

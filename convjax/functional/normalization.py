@@ -69,22 +69,33 @@ def batch_moments(x, *, channels_last: bool = True):
     return _moments(x, _feature_axis(x.ndim, channels_last, "batch_moments"))
 
 
+def _reduced_axes(x, axis: int) -> tuple[int, ...]:
+    return tuple(a for a in range(x.ndim) if a != axis)
+
+
 def _moments(x, axis: int):
-    axes = tuple(a for a in range(x.ndim) if a != axis)
+    axes = _reduced_axes(x, axis)
     mean = jnp.mean(x, axis=axes)
     var = jnp.mean(jnp.square(x - mean.reshape(_stat_shape(x, axis))), axis=axes)
     return mean, var
+
+
+def _normalize_forward(x, scale, bias, axis: int, epsilon: float):
+    """``(y, mu, var, inv, centred)``: the output, the batch's statistics ``(C,)``,
+    ``1 / sqrt(var + epsilon)`` ``(C,)`` and ``x - mu`` (x's shape)."""
+    mu, var = _moments(x, axis)
+    shape = _stat_shape(x, axis)
+    inv = jax.lax.rsqrt(var + epsilon)
+    centred = x - mu.reshape(shape)
+    y = centred * (inv * scale).reshape(shape) + bias.reshape(shape)
+    return y, mu, var, inv, centred
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
 def _normalize_with_batch_stats(x, scale, bias, axis: int, epsilon: float):
     """Training-mode normalisation: ``(y, mu, var)`` with the batch's mean and biased variance
     (``(C,)`` each) over every axis but ``axis``; ``scale``, ``bias`` are ``(C,)`` arrays."""
-    mu, var = _moments(x, axis)
-    shape = _stat_shape(x, axis)
-    inv = jax.lax.rsqrt(var + epsilon)
-    y = (x - mu.reshape(shape)) * (inv * scale).reshape(shape) + bias.reshape(shape)
-    return y, mu, var
+    return _normalize_forward(x, scale, bias, axis, epsilon)[:3]
 
 
 @_normalize_with_batch_stats.defjvp
@@ -93,13 +104,9 @@ def _normalize_with_batch_stats_jvp(axis, epsilon, primals, tangents):
     the classic two-reduction backward pass."""
     x, scale, bias = primals
     dx, dscale, dbias = tangents
-    axes = tuple(a for a in range(x.ndim) if a != axis)
-    shape = _stat_shape(x, axis)
-    mu, var = _moments(x, axis)
-    inv = jax.lax.rsqrt(var + epsilon)
+    y, mu, var, inv, centred = _normalize_forward(x, scale, bias, axis, epsilon)
+    axes, shape = _reduced_axes(x, axis), _stat_shape(x, axis)
     k = inv * scale
-    centred = x - mu.reshape(shape)
-    y = centred * k.reshape(shape) + bias.reshape(shape)
     dmu = jnp.mean(dx, axis=axes)
     half_dvar = jnp.mean(centred * dx, axis=axes)  # d var = 2 mean((x - mu) dx): mean(x - mu) = 0
     coef = inv * dscale - k * inv * inv * half_dvar
